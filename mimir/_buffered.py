@@ -1,0 +1,204 @@
+"""Handlers that buffer JSON lines in memory and write them in batches off the caller's thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+from mimir import _fork
+from mimir._handler import Handler
+
+__all__ = ["BufferedHandler", "EntriesDropped"]
+
+
+class EntriesDropped(RuntimeError):
+    """Entries were dropped because the buffer was full (the writer could not keep up)."""
+
+
+class BufferedHandler(Handler):
+    """Base of the file handlers: ``emit`` appends to a buffer, a thread writes batches.
+
+    ``emit`` only formats the record (once, cached by the formatter) and appends
+    the line to a list. A daemon thread, started on the first entry, writes
+    everything buffered every ``flush_interval`` seconds, or sooner once
+    ``flush_bytes`` have accumulated. :meth:`flush` and :meth:`close` write what is
+    buffered on the calling thread; :func:`logging.shutdown` calls them at
+    interpreter exit. With ``flush_interval=0`` every entry is written before
+    ``emit`` returns and no thread is started.
+
+    A failed write is reported once (through :meth:`handleError`, and counted in
+    ``failures``), kept, and retried at the next flush. If writes keep failing and
+    the buffer reaches ``max_buffer_bytes``, new entries are dropped, counted in
+    ``dropped`` and reported, rather than stalling the caller or exhausting memory.
+
+    In a forked child the buffer starts empty: the parent writes its own entries.
+
+    Subclasses implement :meth:`write_batch`, and :meth:`close_output`.
+    """
+
+    def __init__(
+        self,
+        flush_interval: float = 1.0,
+        flush_bytes: int = 1 << 20,
+        max_buffer_bytes: int = 256 << 20,
+        level: int | str = logging.NOTSET,
+    ) -> None:
+        if not flush_interval >= 0:
+            raise ValueError(f"flush_interval must be >= 0 seconds, got {flush_interval!r}")
+        if flush_bytes < 1 or max_buffer_bytes < 1:
+            raise ValueError("flush_bytes and max_buffer_bytes must be positive")
+        super().__init__(level)
+        self.flush_interval = float(flush_interval)
+        self.flush_bytes = int(flush_bytes)
+        self.max_buffer_bytes = int(max_buffer_bytes)
+        self.dropped = 0
+        self.written = 0
+        # Lines are copied into one bytearray: keeping each encoder output alive
+        # until the flush would fragment the allocator and slow every encode down.
+        self._pending = bytearray()
+        self._batches: deque[bytearray] = deque()  # swapped out, not yet written
+        # Lock order: self.lock (the stdlib's, held around emit) > _buffer_lock > nothing;
+        # _io_lock > nothing. Neither of the last two is held while taking another lock.
+        self._buffer_lock = threading.Lock()
+        self._io_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._closed = False
+        self._write_failing = False
+        self._dropping = False
+        _fork.reset_after_fork(self)
+
+    # -- the caller's side ------------------------------------------------------
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Buffer the record's JSON line; never blocks on I/O (unless ``flush_interval=0``)."""
+        try:
+            self.add_line((self.json_line(record) + "\n").encode(), record)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def add_line(self, line: bytes, record: logging.LogRecord | None = None) -> None:
+        """Buffer one encoded entry, ending with its newline, for the next batch."""
+        with self._buffer_lock:
+            pending = self._pending
+            full = len(pending) >= self.max_buffer_bytes
+            if full:
+                self.dropped += 1
+            else:
+                pending += line
+                if len(pending) < self.flush_bytes and self._thread is not None:
+                    return
+        if full:
+            self._drop(record)
+        elif self._thread is None:
+            self._first_line()
+        elif not self._wake.is_set():
+            self._wake.set()
+
+    def _first_line(self) -> None:
+        """Start the flush thread, or write at once when ``flush_interval`` is 0."""
+        if self._closed:
+            raise ValueError(f"entry logged to {self!r} after close()")
+        if not self.flush_interval:
+            self._commit()
+            return
+        with self._buffer_lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name=f"mimir-flush-{id(self):x}", daemon=True
+            )
+        self._thread.start()
+
+    def _drop(self, record: logging.LogRecord | None) -> None:
+        """Report the first entry dropped since writes last succeeded."""
+        if self._dropping:
+            return
+        self._dropping = True
+        try:
+            raise EntriesDropped(
+                f"{self!r}: buffer full ({len(self._pending)} bytes waiting to be written);"
+                " dropping entries until writes succeed again (count in .dropped)"
+            )
+        except EntriesDropped as error:
+            if record is None:
+                self.report(str(error))
+            else:
+                self.handleError(record)
+
+    def flush(self) -> None:
+        """Write everything buffered so far, on the calling thread."""
+        self._commit()
+
+    def close(self) -> None:
+        """Write what is buffered, stop the thread, and release the output. Idempotent."""
+        try:
+            if not self._closed:
+                self._closing = True
+                thread = self._thread
+                if thread is not None and thread is not threading.current_thread():
+                    self._wake.set()
+                    thread.join()
+                self._thread = None
+                self._commit()
+                self._closed = True
+                with self._io_lock:
+                    self.close_output()
+                _fork.forget(self)
+        finally:
+            super().close()
+
+    # -- writing ----------------------------------------------------------------
+
+    def _commit(self) -> None:
+        """Write every line emitted before this call, in order, retrying earlier failures."""
+        with self._buffer_lock:
+            if self._pending:
+                self._batches.append(self._pending)
+                self._pending = bytearray()
+        with self._io_lock:
+            batches = self._batches
+            while batches:
+                data = batches[0]
+                count = data.count(b"\n")
+                try:
+                    self.write_batch(data)
+                except Exception:
+                    if not self._write_failing:
+                        self._write_failing = True
+                        self.report(
+                            f"{self!r}: could not write {count} entries; they are kept in memory"
+                            " and the write is retried at the next flush"
+                        )
+                    return
+                batches.popleft()
+                self.written += count
+                self._write_failing = False
+                self._dropping = False
+
+    def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self._commit()
+
+    def _after_fork_in_child(self) -> None:
+        self._pending = bytearray()
+        self._batches = deque()
+        self._buffer_lock = threading.Lock()
+        self._io_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+
+    # -- for subclasses ---------------------------------------------------------
+
+    def write_batch(self, data: bytes | bytearray) -> None:
+        """Write ``data`` (complete lines) durably enough for this handler; raise on failure."""
+        raise NotImplementedError
+
+    def close_output(self) -> None:
+        """Release the output (called once, after the final write)."""

@@ -1,0 +1,89 @@
+"""What every Mímir handler shares: failure counting and entry formatting."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from mimir.formatter import JSONFormatter
+
+__all__ = ["Handler"]
+
+
+class Handler(logging.Handler):
+    """Base class of Mímir's handlers.
+
+    ``failures`` counts every error that went to :meth:`handleError`, which also
+    prints it unless :data:`logging.raiseExceptions` is false: no failure is silent.
+    Without a formatter of its own, a handler writes entries with a default
+    :class:`~mimir.JSONFormatter`.
+    """
+
+    def __init__(self, level: int | str = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.failures = 0
+        self._default_formatter = JSONFormatter()
+        self.on_change: Callable[[], None] | None = None  # see mimir.Logger
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def setLevel(self, level: int | str) -> None:
+        """Set the level, as the stdlib does, and tell ``on_change``."""
+        super().setLevel(level)
+        self._changed()
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        """Set the formatter, as the stdlib does, and tell ``on_change``."""
+        super().setFormatter(fmt)
+        self._changed()
+
+    def addFilter(self, filter: Any) -> None:
+        """Add a filter, as the stdlib does, and tell ``on_change``."""
+        super().addFilter(filter)
+        self._changed()
+
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+        """Filter and emit ``record``.
+
+        Unlike :meth:`logging.Handler.handle`, no handler-wide lock is taken when there
+        are no filters: Mímir's ``emit`` methods are safe to call from many threads.
+        """
+        if self.filters:
+            return super().handle(record)
+        self.emit(record)
+        return record
+
+    def handleError(self, record: logging.LogRecord | None) -> None:
+        """Count the failure, then report it as the standard library does."""
+        self.failures += 1
+        super().handleError(record)  # type: ignore[arg-type]
+
+    def report(self, message: str) -> None:
+        """Count and report a failure that happened away from any record (a background write).
+
+        Must be called from an ``except`` block so that the traceback is printed.
+        """
+        self.handleError(logging.makeLogRecord({"msg": message, "name": "mimir"}))
+
+    @property
+    def json_formatter(self) -> JSONFormatter | None:
+        """The formatter that builds entries, or None if a non-JSON formatter is set."""
+        formatter = self.formatter or self._default_formatter
+        return formatter if isinstance(formatter, JSONFormatter) else None
+
+    def entry(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The entry for ``record``: built by a JSON formatter, else ``{"message": text}``."""
+        formatter = self.json_formatter
+        if formatter is not None:
+            return formatter.entry(record)
+        return {"message": self.format(record)}
+
+    def json_line(self, record: logging.LogRecord) -> str:
+        """The entry for ``record`` as one line of JSON."""
+        formatter = self.json_formatter
+        if formatter is not None:
+            return formatter.format(record)
+        return self._default_formatter.encoder.encode({"message": self.format(record)})

@@ -1,0 +1,107 @@
+"""Plain line-delimited JSON files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+from mimir._buffered import BufferedHandler
+
+__all__ = ["JSONLFileHandler", "open_for_append"]
+
+
+def open_for_append(filename: str | os.PathLike[str]) -> int:
+    """Open ``filename`` for appending (created if missing) and return the descriptor.
+
+    Raises an :class:`OSError` whose message says what to fix when the directory
+    does not exist or the file cannot be written.
+    """
+    path = os.fspath(filename)
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except FileNotFoundError as error:
+        directory = os.path.dirname(os.path.abspath(path))
+        raise FileNotFoundError(
+            error.errno,
+            f"cannot create log file: directory {directory!r} does not exist; create it first",
+            path,
+        ) from None
+    except OSError as error:
+        raise type(error)(
+            error.errno,
+            f"cannot open log file for appending ({error.strerror}); "
+            "check the path and its permissions",
+            path,
+        ) from None
+
+
+class JSONLFileHandler(BufferedHandler):
+    """Appends entries to a plain ``.jsonl`` file, one JSON object per line.
+
+    Entries are buffered in memory and written in batches (one system call per
+    batch) by a background thread at least every ``flush_interval`` seconds, and
+    on :meth:`flush`, :meth:`close` and interpreter exit. An existing file is
+    appended to, never truncated. A missing directory or an unwritable path is an
+    :class:`OSError` at construction. If a write fails half-way, the file is cut
+    back to its last complete line and the batch is retried, so the file never
+    holds a partial entry of its own making.
+
+    Other processes may append to the same file: each batch is one ``O_APPEND``
+    write of complete lines.
+    """
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        flush_interval: float = 1.0,
+        flush_bytes: int = 1 << 20,
+        max_buffer_bytes: int = 256 << 20,
+        level: int | str = logging.NOTSET,
+    ) -> None:
+        self.filename = os.path.abspath(os.fspath(filename))
+        self._fd = open_for_append(self.filename)
+        try:
+            super().__init__(flush_interval, flush_bytes, max_buffer_bytes, level)
+            self._terminate_torn_line()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _terminate_torn_line(self) -> None:
+        """End an unterminated last line (a write cut short by a crash) before appending."""
+        size = os.fstat(self._fd).st_size
+        if not size:
+            return
+        with open(self.filename, "rb") as file:
+            file.seek(size - 1)
+            if file.read(1) == b"\n":
+                return
+        warnings.warn(
+            f"{self.filename} ends with an incomplete line (a write cut short?); "
+            "it is terminated so that new entries start on a line of their own",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        os.write(self._fd, b"\n")
+
+    def write_batch(self, data: bytearray) -> None:
+        """Append ``data`` with as few writes as possible; undo a partial write on failure."""
+        fd = self._fd
+        start = os.fstat(fd).st_size
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(fd, view[written:])
+        except OSError:
+            if written and os.fstat(fd).st_size == start + written:
+                os.ftruncate(fd, start)  # nobody else appended meanwhile: remove our fragment
+            raise
+
+    def close_output(self) -> None:
+        """Close the file."""
+        os.close(self._fd)
+
+    def __repr__(self) -> str:
+        return f"<JSONLFileHandler {self.filename}>"

@@ -1,0 +1,241 @@
+"""``mimir.Logger``: one object that sets up a stdlib logger with Mímir's handlers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from mimir._buffered import BufferedHandler
+from mimir._handler import Handler
+from mimir._record import EntryRecordFactory
+from mimir.console import ConsoleFormatter
+from mimir.formatter import JSONFormatter
+from mimir.jsonl import JSONLFileHandler
+from mimir.memory import MemoryHandler
+
+__all__ = ["Logger"]
+
+_CONSOLE = object()  # default for formatter=: readable console output
+
+
+class Logger:
+    """Log entries (dicts of metrics) to memory, the console and a file.
+
+    Example::
+
+        with mimir.Logger(filename="run.jsonl", maxlen=100) as logger:
+            logger.log({"iteration": 0, "training_error": 0.5})
+            logger[-1]["training_error"]  # 0.5
+
+    Arguments:
+        name: the stdlib logger used is ``mimir.<name>``, which other code can also
+            reach with :func:`logging.getLogger`. Without a name the logger is
+            private to this object (not registered with :mod:`logging`), so that
+            closing it leaves nothing behind.
+        filename: write entries to this file, as line-delimited JSON
+            (:class:`~mimir.JSONLFileHandler`).
+        maxlen: keep the last ``maxlen`` entries in memory (:class:`~mimir.MemoryHandler`),
+            read with ``logger[-1]``, slices, ``len(logger)`` and iteration.
+        stream, stream_maxlen: publish entries over ZeroMQ (not yet available).
+        formatter: console output. By default each entry is printed readably to
+            standard output; ``None`` prints nothing; a :class:`logging.Formatter` or
+            a callable ``entry -> str`` changes how entries are printed.
+        json_kwargs: ``json.dumps`` options for the files and streams
+            (``default=``, ``sort_keys=``, ``ensure_ascii=`` ...), see
+            :class:`~mimir.JSONFormatter`.
+
+    The stdlib logger is at ``.logger``; it does not propagate to the root logger.
+    Its handlers are removed and closed by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        filename: str | os.PathLike[str] | None = None,
+        maxlen: int = 0,
+        stream: bool = False,
+        stream_maxlen: int = 0,
+        formatter: Any = _CONSOLE,
+        **json_kwargs: Any,
+    ) -> None:
+        if stream or stream_maxlen:
+            raise NotImplementedError(
+                "streaming over ZeroMQ (stream=True) is not yet available in this version of "
+                "Mímir; log to a file with filename='run.jsonl' meanwhile"
+            )
+        if filename is not None and os.fspath(filename).endswith(".gz"):
+            raise NotImplementedError(
+                f"compressed logs ({os.fspath(filename)!r}) are not yet available in this "
+                "version of Mímir; use a plain '.jsonl' filename meanwhile"
+            )
+        self.json_formatter = JSONFormatter(**json_kwargs)
+        if name is None:
+            self.logger = logging.Logger("mimir")
+        else:
+            self.logger = logging.getLogger(f"mimir.{name}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        self._make_record = EntryRecordFactory(self.logger.name, logging.INFO)
+        self.handlers: list[logging.Handler] = []
+        self.memory: MemoryHandler | None = None
+        self._files: list[BufferedHandler] = []
+        self._closed = False
+        try:
+            if maxlen:
+                self.memory = self._add(MemoryHandler(maxlen))
+            if filename is not None:
+                self._files.append(self._add(JSONLFileHandler(filename)))
+            console = _console_handler(formatter)
+            if console is not None:
+                self.handlers.append(console)
+                self.logger.addHandler(console)
+        except BaseException:
+            self.close()
+            raise
+        # Entries skip LogRecord creation while the set-up is exactly what this object
+        # built: its own Mímir handlers, unchanged, no console, a formatter that adds
+        # nothing. See log().
+        self._orjson_line = self.json_formatter.encoder.orjson_line_arguments()
+        self._direct = (
+            console is None
+            and type(self.json_formatter) is JSONFormatter
+            and self.json_formatter._plain
+        )
+
+    def _add(self, handler: Any) -> Any:
+        handler.setFormatter(self.json_formatter)
+        handler.on_change = self._handler_changed
+        self.handlers.append(handler)
+        self.logger.addHandler(handler)
+        return handler
+
+    def log(self, entry: Mapping[str, Any]) -> None:
+        """Log one entry: a mapping such as ``{"iteration": 7, "training_error": 0.31}``."""
+        if type(entry) is not dict and not isinstance(entry, Mapping):
+            raise TypeError(
+                f"Logger.log() takes a mapping such as {{'iteration': 7, 'loss': 0.31}}, "
+                f"got {type(entry).__name__}: {entry!r:.80}"
+            )
+        logger = self.logger
+        if not (self._direct and logger.handlers == self.handlers and not logger.filters):
+            if logger.isEnabledFor(logging.INFO):
+                logger.handle(self._make_record(entry))
+            return
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        # The direct path: the handlers get the entry without a LogRecord, with the
+        # same result as logger.handle(). Building and dispatching a record costs more
+        # than everything else a logging call does, and with nothing else attached
+        # nobody can observe it.
+        memory = self.memory
+        if memory is not None:
+            entry = dict(entry)  # the ring keeps a copy, as the formatter would build
+            memory.add_entry(entry)
+        files = self._files
+        if not files:
+            return
+        line = None
+        if self._orjson_line is not None:
+            default, option = self._orjson_line
+            try:
+                line = orjson.dumps(entry, default=default, option=option)
+            except (TypeError, RecursionError):
+                pass
+        if line is None or b"null" in line:  # NaN, big integers...: the encoder decides
+            try:
+                line = self.json_formatter.encoder.encode_line(entry)
+            except RecursionError:
+                raise
+            except Exception:
+                record = self._make_record(entry)
+                for handler in files:
+                    handler.handleError(record)
+                return
+        for handler in files:
+            try:
+                handler.add_line(line)
+            except RecursionError:
+                raise
+            except Exception:
+                handler.handleError(self._make_record(entry))
+
+    def _handler_changed(self) -> None:
+        """One of this object's handlers got a filter, level or formatter: use records."""
+        self._direct = False
+
+    # -- the memory ring, as a sequence -------------------------------------------
+
+    def _ring(self) -> MemoryHandler:
+        if self.memory is None:
+            raise IndexError(
+                "this Logger keeps no entries in memory; pass maxlen=N to keep the last N"
+            )
+        return self.memory
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._ring()[index]
+
+    def __len__(self) -> int:
+        return 0 if self.memory is None else len(self.memory)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(()) if self.memory is None else iter(self.memory)
+
+    # -- life cycle -----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write out everything buffered by the handlers."""
+        for handler in self.handlers:
+            handler.flush()
+
+    def close(self) -> None:
+        """Flush and close every handler and detach it from the stdlib logger. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        errors = []
+        for handler in self.handlers:
+            self.logger.removeHandler(handler)
+            if isinstance(handler, Handler):
+                handler.on_change = None
+            try:
+                handler.flush()
+                handler.close()
+            except Exception as error:  # close the others, then report the first
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Logger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self.handlers)} handlers"
+        return f"<mimir.Logger {self.logger.name!r} ({state})>"
+
+
+def _console_handler(formatter: Any) -> logging.Handler | None:
+    if formatter is None:
+        return None
+    if formatter is _CONSOLE:
+        formatter = ConsoleFormatter()
+    elif isinstance(formatter, logging.Formatter):
+        pass
+    elif callable(formatter):
+        formatter = ConsoleFormatter(render=formatter)
+    else:
+        raise TypeError(
+            "formatter= takes None, a logging.Formatter, or a callable entry -> str; "
+            f"got {type(formatter).__name__}"
+        )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    return handler

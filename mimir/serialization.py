@@ -1,0 +1,60 @@
+"""Round-trip NumPy arrays through JSON entries.
+
+Pass :func:`serialize_numpy` as ``default=`` when logging and :func:`deserialize_numpy`
+as ``object_hook=`` when reading::
+
+    logger = mimir.Logger(filename="run.jsonl", default=serialize_numpy)
+    logger.log({"iteration": 0, "weights": numpy.eye(3)})
+    entries = mimir.load("run.jsonl", object_hook=deserialize_numpy)
+
+An array becomes ``{"descr": ..., "fortran_order": ..., "shape": [...],
+"__ndarray__": "<base64 of the raw bytes>"}``; dtype, shape and memory order
+survive the round trip. NumPy is imported only when an array is met.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+__all__ = ["deserialize_numpy", "serialize_numpy"]
+
+
+def serialize_numpy(obj: Any) -> dict[str, Any]:
+    """Encode a NumPy array as a JSON-ready dict; raise ``TypeError`` for anything else."""
+    numpy = _numpy_if_loaded()
+    if numpy is None or not isinstance(obj, numpy.ndarray):
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+    if obj.dtype.hasobject:
+        raise TypeError("arrays of Python objects (dtype=object) cannot be written as JSON")
+    from numpy.lib.format import header_data_from_array_1_0
+
+    if not (obj.flags.c_contiguous or obj.flags.f_contiguous):
+        obj = numpy.ascontiguousarray(obj)
+    header = header_data_from_array_1_0(obj)
+    order = "F" if header["fortran_order"] else "C"
+    data = obj.tobytes(order=order)
+    return {
+        **header,
+        "shape": list(header["shape"]),
+        "__ndarray__": base64.b64encode(data).decode(),
+    }
+
+
+def deserialize_numpy(dct: dict[str, Any]) -> Any:
+    """Turn a dict made by :func:`serialize_numpy` back into an array; return others as is."""
+    if "__ndarray__" not in dct:
+        return dct
+    import numpy
+
+    data = base64.b64decode(dct["__ndarray__"])
+    order = "F" if dct["fortran_order"] else "C"
+    flat = numpy.frombuffer(data, dtype=numpy.dtype(dct["descr"]))
+    return flat.reshape(dct["shape"], order=order).copy()
+
+
+def _numpy_if_loaded() -> Any:
+    """NumPy if the program already imported it: no array can exist otherwise."""
+    import sys
+
+    return sys.modules.get("numpy")
