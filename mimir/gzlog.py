@@ -1,0 +1,1396 @@
+"""The gzlog file-format engine: crash-safe appends to one ``.gz`` file.
+
+This module implements the on-disk format and recovery protocol of zlib's
+``examples/gzlog.c`` (version 2.3), as described in ``gzlog-format.md``, in
+pure Python. It is a file format, not a logging component: it knows nothing
+about records, lines or JSON, only about bytes.
+
+After every completed operation the ``.gz`` file is a complete, valid gzip
+file. Appends are written as stored deflate blocks; when the stored tail
+reaches 1 MiB it is compressed in place, with the last 32 KiB of earlier data
+as preset dictionary. Every step can be interrupted; the next opener finishes
+or rolls back the interrupted operation.
+
+Files, for ``Gzlog("run.jsonl.gz")`` (base ``P = run.jsonl``):
+
+=================  ==========================================================
+``P.gz``           the log
+``P.add``          bytes of the operation in progress
+``P.dict``         last (up to) 32 KiB of the compressed data
+``P.temp``         the next dictionary, during a compression
+``P.lock``         the gzlog lock (exclusive create, content ``"host pid"``)
+``P.lock.new``     the content of ``P.lock``, staged and hard-linked into place
+``P.lock.k``       Mímir's kernel lock (``fcntl.flock``), never deleted
+``P.repairs``      one line per recovery step, as the C program writes them
+``P.gz.new``       scratch file used only while creating a new, empty log
+=================  ==========================================================
+
+Locking
+-------
+An operation first takes an exclusive ``flock`` on ``P.lock.k``, a sibling
+file that is created once and never deleted (flocking ``P.lock`` itself does
+not work: a waiter could end up holding a lock on an unlinked inode after the
+owner deletes and a third process re-creates the file). Holding that kernel
+lock, it then creates ``P.lock`` exclusively, for compatibility with the C
+program: ``"host pid"`` is written to ``P.lock.new`` and hard-linked to
+``P.lock`` (``link`` fails if it exists, like O_CREAT|O_EXCL, and a process
+killed at any moment never leaves an empty, ownerless ``P.lock``; where hard
+links are not supported, O_CREAT|O_EXCL|O_NOFOLLOW and a write). On release,
+``P.lock`` is unlinked (only if it is still ours) before the kernel lock is
+dropped. So a ``P.lock`` that names this host while we hold the kernel lock
+can only be left over by a dead process, and is taken over at once. Any other
+``P.lock`` (the C program's empty one, another host's) is stale once its
+mtime is older than ``stale_after`` seconds (300, as in the C program).
+Waiting polls with sleeps of 2 to 50 ms up to ``lock_timeout`` seconds
+(``None``: forever). The lock is held only inside one call (``append``,
+``compress``, opening), so several processes can share one log. Before every
+state write the lock file is checked to be ours (inode and mtime) and
+touched.
+
+Durability
+----------
+``P.add`` and ``P.temp`` are fsynced, and the directory too, before the state
+is marked for an append or a compression; ``P.gz`` is fsynced before and after
+every 35-byte state write (the commit point); the directory is fsynced after
+``P.temp`` is renamed to ``P.dict`` and before the state says the operation
+is over. The unlink of ``P.add`` after a committed append is not followed by
+a directory fsync: a resurrected ``P.add`` is ignored while no operation is
+marked. Auxiliary files are opened with O_NOFOLLOW: a symbolic link there is
+never followed (``P.add``/``P.temp``/``P.repairs`` symlinks are replaced by
+regular files while we hold the lock, ``P.dict``/``P.add`` symlinks are
+ignored when reading, a symlinked ``P.lock.k`` is refused).
+
+After any error during an operation the in-memory state is dropped; the next
+call re-reads and validates the file, recovering if needed. Between calls, the
+state is re-read under the lock every time; the stored tail is re-validated
+whenever the file's header, size, inode, mtime or ctime differ from what this
+instance last committed. Nothing is ever
+committed from a failed write: the state write is the only commit point.
+
+Validation
+----------
+Before anything is written, the file is validated: the 16-byte header, the
+reserved flag bits, the pointers (``first``, ``last`` inside the file, the
+stored blocks exactly 16389 bytes apart, ``stored <= 16384``), every stored
+block header (BFINAL, BTYPE, zero padding, LEN/NLEN), the CRC and length of
+the stored tail combined with ``ccrc``/``clen`` against ``tcrc``/``tlen``,
+the trailer and the file size. On open (``verify="full"``, the default),
+before any recovery and in :func:`check`, the compressed part is also
+inflated up to the exact bit where the first stored block begins, and its
+CRC and length are compared with ``ccrc``/``clen``: this also proves ``back``
+right. A file that fails is renamed to ``P.gz.corrupt-<time>`` (its bytes
+untouched) and :class:`GzlogCorruptError` is raised, or with
+``on_corrupt="new"`` a :class:`GzlogWarning` is issued and a new, empty log
+is started. Nothing is ever appended to a file that failed validation.
+
+Recovery outcomes (interrupted operation, auxiliary files tampered with)
+-----------------------------------------------------------------------
+* append, ``P.add`` intact: the append is redone; the batch is wholly present.
+  If the log already ends with that data and is complete as the state
+  describes it (what a commit write torn just before its flag byte leaves),
+  it is not appended a second time (warning).
+* append, ``P.add`` missing or empty: the log is restored to its state before
+  the append, that batch is lost (:class:`GzlogWarning`). A *truncated*
+  ``P.add`` cannot be detected (the format stores no checksum of it); its
+  bytes are appended as found. A crash cannot truncate it: it is fsynced
+  before the append is marked.
+* compress, ``P.add`` missing, truncated or damaged (it is checked against
+  ``tcrc``/``tlen``): the stored tail is read back from ``P.gz`` if it has
+  not been overwritten yet (nothing lost); otherwise the log is cut back to
+  its compressed part and the tail is lost (warning giving the byte count).
+  ``P.temp`` is always rewritten from the data, so a missing or truncated
+  ``P.temp`` costs nothing.
+* replace, ``P.temp`` missing: ``P.dict`` may be stale, so it is deleted.
+* ``P.dict`` is used only when it can be trusted: the dictionary recovered by
+  the full verification on open, or a ``P.dict`` of exactly 32768 bytes, or
+  one whose CRC and length equal ``ccrc``/``clen``; a missing, truncated or
+  doubtful dictionary only costs compression ratio, never correctness. On
+  open, a ``P.dict`` that differs from the verified dictionary is rewritten.
+
+Atomicity: one :meth:`Gzlog.append` call of at most 1 MiB is one gzlog append,
+wholly present or wholly absent after a crash. Larger calls are split into
+appends of 1 MiB, each atomic (the C program's limit of 204 pending stored
+blocks forbids larger single appends).
+
+Fault injection
+---------------
+``hooks`` (a callable, default ``None``; no cost when unused) is called as
+``hooks(point, pass_no)`` at each of these points, ``pass_no`` counting from 1
+per point and per :class:`Gzlog` instance. An ``OSError`` raised by the hook
+behaves like a failed system call; any other exception is treated as the
+death of the process at that point (``P.lock`` is left behind).
+
+* ``state.pre`` / ``state.post``: just before / after every state write;
+* ``append.add_written`` (``P.add`` and directory fsynced), ``append.marked``
+  (C's bail 8), ``append.data`` (after each data write, bail 1),
+  ``append.block`` (after each last-block header update, bail 2),
+  ``append.trailer`` (trailer written, file truncated),
+  ``append.committed`` (final state written), ``append.add_unlinked``;
+* ``compress.add_written``, ``compress.temp_written`` (and directory
+  fsynced), ``compress.marked`` (bail 7), ``compress.chunk`` (after each
+  chunk of compressed data), ``compress.deflated`` (bail 5),
+  ``compress.trailer`` (bail 6);
+* ``replace.marked``, ``replace.add_unlinked`` (bail 3),
+  ``replace.renamed`` (bail 4, before the directory fsync),
+  ``replace.dir_synced``, ``replace.committed``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import stat
+import struct
+import threading
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import NoReturn
+
+__all__ = [
+    "EMPTY_LOG",
+    "Gzlog",
+    "GzlogCorruptError",
+    "GzlogError",
+    "GzlogState",
+    "GzlogWarning",
+    "check",
+    "crc32_combine",
+    "recover",
+]
+
+#: The fixed 16-byte gzip header of a gzlog file (FEXTRA with one 'ap' subfield).
+HEADER = bytes((0x1F, 0x8B, 8, 4, 0, 0, 0, 0, 0, 0xFF, 39, 0, 0x61, 0x70, 35, 0))
+_STATE = struct.Struct("<QQIIIIHB")  # first last ccrc clen tcrc tlen stored flags
+_TRAILER = struct.Struct("<II")
+_LENS = struct.Struct("<HH")
+_DATA = 51  # offset of the deflate stream
+#: A new, empty log: exactly 64 bytes.
+EMPTY_LOG = HEADER + _STATE.pack(52, 52, 0, 0, 0, 0, 0, 5) + b"\x01\x00\x00\xff\xff" + bytes(8)
+
+MAX_STORE = 16384  # data bytes per stored block
+_SPAN = MAX_STORE + 5  # distance between the LEN fields of two consecutive full blocks
+TRIGGER = 1024  # compress when the stored tail reaches this many KiB
+DICT_SIZE = 32768
+MAX_APPEND = 1 << 20  # largest single gzlog append
+_M32 = 0xFFFFFFFF
+_WRITE_CHUNK = 1 << 18
+_READ_CHUNK = 1 << 20
+_MAX_OUT = 1 << 22
+
+NO_OP, APPEND_OP, COMPRESS_OP, REPLACE_OP = 0, 1, 2, 3
+_OP_NAMES = ("none", "append", "compress", "replace")
+
+_HOST = socket.gethostname()
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_LOOP_ERRNOS = {errno.ELOOP, errno.EMLINK}
+_NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EXDEV}
+
+
+class GzlogError(OSError):
+    """An operation on a gzlog failed.
+
+    ``committed`` is, for a failed :meth:`Gzlog.append`, the number of bytes of
+    that call's data that are durably in the log; the piece in flight (at most
+    1 MiB) may still appear, whole, once the log is recovered.
+    """
+
+    committed: int = 0
+
+
+class GzlogCorruptError(GzlogError):
+    """The file failed validation; it was moved aside to ``moved_to``."""
+
+    def __init__(self, message: str, *, reason: str = "", moved_to: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.moved_to = moved_to
+
+
+class GzlogWarning(UserWarning):
+    """Something was repaired or lost; the log itself is valid."""
+
+
+class _Invalid(Exception):
+    """Internal: the file failed validation (message says what and where)."""
+
+
+@dataclass(frozen=True)
+class GzlogState:
+    """The 35-byte state of a gzlog plus derived sizes."""
+
+    first: int
+    last: int
+    ccrc: int
+    clen: int
+    tcrc: int
+    tlen: int
+    stored: int
+    back: int
+    op: int
+    file_size: int
+
+    @property
+    def op_name(self) -> str:
+        """``"none"``, ``"append"``, ``"compress"`` or ``"replace"``."""
+        return _OP_NAMES[self.op]
+
+    @property
+    def stored_bytes(self) -> int:
+        """Length of the uncompressed (stored) tail."""
+        return (self.last - self.first) // _SPAN * MAX_STORE + self.stored
+
+    @property
+    def compressed_bytes(self) -> int:
+        """File bytes spanned by the compressed part of the deflate stream."""
+        return max(0, (self.first * 8 - self.back + 7) // 8 - _DATA)
+
+
+# --- CRC-32 combination (GF(2) polynomial arithmetic, as in zlib 1.2.12+) ---
+
+_POLY = 0xEDB88320
+
+
+def _multmodp(a: int, b: int) -> int:
+    m = 1 << 31
+    p = 0
+    while m:
+        if a & m:
+            p ^= b
+            if not a & (m - 1):
+                break
+        m >>= 1
+        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
+    return p
+
+
+def _make_x2n() -> list[int]:
+    table = [1 << 30]  # x^1
+    for _ in range(31):
+        table.append(_multmodp(table[-1], table[-1]))
+    return table
+
+
+_X2N = _make_x2n()
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32 of A+B from crc32(A), crc32(B) and len(B), like zlib's crc32_combine."""
+    p = 1 << 31  # x^0
+    k = 3
+    n = len2
+    while n:
+        if n & 1:
+            p = _multmodp(_X2N[k & 31], p)
+        n >>= 1
+        k += 1
+    return _multmodp(p, crc1 & _M32) ^ (crc2 & _M32)
+
+
+# --- small I/O helpers ---
+
+
+def _pread(fd: int, n: int, off: int) -> bytes:
+    """Read up to n bytes at off (fewer only at end of file)."""
+    parts = []
+    while n > 0:
+        b = os.pread(fd, n, off)
+        if not b:
+            break
+        parts.append(b)
+        n -= len(b)
+        off += len(b)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, off: int) -> None:
+    mv = memoryview(data)
+    while mv:
+        n = os.pwrite(fd, mv, off)
+        if n <= 0:
+            raise GzlogError(errno.EIO, "short write")
+        mv = mv[n:]
+        off += n
+
+
+def _hdr(prev: int, back: int, final: bool, length: int) -> bytes:
+    """The bytes that C's log_last writes for a stored block.
+
+    The block's 3-bit header begins ``back`` bits before its LEN field; the
+    bits of ``prev`` (the byte holding the header's first bit) below it belong
+    to earlier data and are kept.
+    """
+    mask = 0x80 >> ((back - 1) & 7)
+    b = (prev & (mask - 1)) | (mask if final else 0)
+    lens = _LENS.pack(length, length ^ 0xFFFF)
+    return (bytes((b, 0)) if back > 8 else bytes((b,))) + lens
+
+
+class _S:
+    """Mutable in-memory copy of the state."""
+
+    __slots__ = ("back", "ccrc", "clen", "first", "last", "op", "stored", "tcrc", "tlen")
+
+    def __init__(self, buf: bytes):
+        (self.first, self.last, self.ccrc, self.clen, self.tcrc, self.tlen, self.stored, flags) = (
+            _STATE.unpack_from(buf, 16)
+        )
+        self.back = 3 + (flags & 7)
+        self.op = (flags >> 3) & 3
+
+    def pack(self, op: int) -> bytes:
+        return _STATE.pack(
+            self.first,
+            self.last,
+            self.ccrc,
+            self.clen,
+            self.tcrc,
+            self.tlen,
+            self.stored,
+            (self.back - 3) | (op << 3),
+        )
+
+    def tail_len(self) -> int:
+        return (self.last - self.first) // _SPAN * MAX_STORE + self.stored
+
+    def due(self) -> bool:
+        return ((self.last - self.first) >> 10) + (self.stored >> 10) >= TRIGGER
+
+    def public(self, size: int) -> GzlogState:
+        return GzlogState(
+            self.first,
+            self.last,
+            self.ccrc,
+            self.clen,
+            self.tcrc,
+            self.tlen,
+            self.stored,
+            self.back,
+            self.op,
+            size,
+        )
+
+
+def _next_dict(zdict: bytes | None, data: bytes) -> bytes:
+    if len(data) >= DICT_SIZE or not zdict:
+        return data[-DICT_SIZE:]
+    return zdict[-(DICT_SIZE - len(data)) :] + data
+
+
+class Gzlog:
+    """An open gzlog: one .gz file plus its auxiliary files.
+
+    ``path`` is the ``.gz`` file itself. The constructor takes the lock, creates
+    the 64-byte empty log if the file is missing (or empty), else validates it
+    and recovers an interrupted operation, then releases the lock.
+
+    ``verify="full"`` also inflates the compressed part on open (time
+    proportional to the log); ``"quick"`` checks the state, the stored tail
+    and the trailer only. ``on_corrupt="raise"`` moves a damaged file aside and
+    raises :class:`GzlogCorruptError`; ``"new"`` moves it aside, warns and
+    starts a new log.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout: float | None = None,
+        stale_after: float = 300.0,
+        hooks: Callable[[str, int], object] | None = None,
+        on_corrupt: str = "raise",
+        verify: str = "full",
+    ):
+        self._setup(path, lock_timeout, stale_after, hooks, on_corrupt, verify)
+        try:
+            with self._locked():
+                self._load_checked(deep=verify == "full")
+        except OSError as e:
+            self._raise(e, "open", 0)
+
+    # --- set-up ---
+
+    def _setup(self, path, lock_timeout, stale_after, hooks, on_corrupt, verify) -> None:
+        p = os.fspath(path)
+        if not isinstance(p, str):
+            p = os.fsdecode(p)
+        if not p.endswith(".gz") or len(p) <= 3:
+            raise ValueError(f"gzlog path must end with '.gz', got {p!r}")
+        if on_corrupt not in ("raise", "new"):
+            raise ValueError(f"on_corrupt must be 'raise' or 'new', got {on_corrupt!r}")
+        if verify not in ("full", "quick"):
+            raise ValueError(f"verify must be 'full' or 'quick', got {verify!r}")
+        if lock_timeout is not None and lock_timeout < 0:
+            raise ValueError("lock_timeout must be >= 0 or None")
+        self._path = p
+        base = p[:-3]
+        self._add = base + ".add"
+        self._dict = base + ".dict"
+        self._temp = base + ".temp"
+        self._lock = base + ".lock"
+        self._lock_new = base + ".lock.new"
+        self._klock = base + ".lock.k"
+        self._repairs = base + ".repairs"
+        self._dir = os.path.dirname(os.path.abspath(p))
+        self._lock_timeout = lock_timeout
+        self._stale_after = stale_after
+        self._hooks = hooks
+        self._hook_counts: dict[str, int] = {}
+        self._on_corrupt = on_corrupt
+        self._closed = False
+        self._broken: str | None = None
+        self._pid = os.getpid()
+        self._mutex = threading.Lock()
+        self._fd = -1
+        self._kfd = -1
+        self._lock_id: tuple[int, int] | None = None
+        self._crashed = False
+        self._dirty = False
+        self._s: _S | None = None
+        self._cache: tuple | None = None
+        self._known: tuple[int, int, bytes] | None = None  # (ccrc, clen, verified dictionary)
+        self._repair_lines: list[str] = []
+
+    @property
+    def path(self) -> str:
+        """The ``.gz`` file."""
+        return self._path
+
+    # --- public operations ---
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        """Append data durably (one gzlog append per MiB), compressing when due."""
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        if not data:
+            return
+        pos = 0
+        try:
+            with self._locked():
+                while True:
+                    try:
+                        self._load_checked(deep=False)
+                        s = self._s
+                        if s.due():
+                            self._compress_tail()
+                        while pos < len(data):
+                            piece = data[pos : pos + MAX_APPEND]
+                            self._append_piece(piece)
+                            pos += len(piece)
+                            if s.due():
+                                self._compress_tail()
+                        return
+                    except _Invalid as e:
+                        self._move_aside(str(e))  # raises, or starts a new log
+        except OSError as e:
+            self._raise(e, "append to", pos)
+
+    def compress(self) -> None:
+        """Compress the stored tail now, if there is one."""
+        try:
+            with self._locked():
+                while True:
+                    try:
+                        self._load_checked(deep=False)
+                        self._compress_tail()
+                        return
+                    except _Invalid as e:
+                        self._move_aside(str(e))
+        except OSError as e:
+            self._raise(e, "compress", 0)
+
+    def state(self) -> GzlogState:
+        """Re-read the state from disk (without the lock, without validation)."""
+        fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            head = _pread(fd, _DATA, 0)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if len(head) < _DATA or head[:16] != HEADER:
+            raise GzlogError(errno.EINVAL, f"{self._path} is not a gzlog file")
+        return _S(head).public(size)
+
+    def close(self) -> None:
+        """Forget the log (idempotent). No compression happens here."""
+        self._closed = True
+        self._s = None
+        self._cache = None
+        self._known = None
+
+    def __enter__(self) -> Gzlog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Gzlog {self._path!r}{' closed' if self._closed else ''}>"
+
+    # --- errors and hooks ---
+
+    def _raise(self, e: OSError, what: str, committed: int) -> NoReturn:
+        """Re-raise e as a GzlogError carrying ``committed``."""
+        if isinstance(e, GzlogError):
+            e.committed = committed
+            raise e
+        msg = f"gzlog: {what} {self._path} failed: {e.strerror or e}"
+        if e.filename:
+            msg += f" ({e.filename})"
+        err = GzlogError(e.errno, msg)
+        err.committed = committed
+        raise err from e
+
+    def _hit(self, point: str) -> None:
+        n = self._hook_counts[point] = self._hook_counts.get(point, 0) + 1
+        try:
+            self._hooks(point, n)
+        except OSError:
+            raise
+        except BaseException:
+            self._crashed = True
+            raise
+
+    def _warn(self, msg: str) -> None:
+        warnings.warn(msg, GzlogWarning, stacklevel=4)
+
+    # --- locking ---
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self._closed:
+            raise ValueError(f"I/O operation on closed Gzlog {self._path!r}")
+        if self._pid != os.getpid():  # forked: fresh mutex, no inherited cache
+            self._pid = os.getpid()
+            self._mutex = threading.Lock()
+            self._cache = None
+        with self._mutex:
+            if self._broken:
+                raise GzlogError(errno.EINVAL, self._broken)
+            self._crashed = False
+            self._repair_lines = []
+            self._acquire()
+            try:
+                yield
+            except BaseException:
+                self._cache = None
+                self._s = None
+                raise
+            finally:
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1
+                self._release()
+
+    def _wait(self, deadline: float | None, delay: float) -> float:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                owner = ""
+                try:
+                    fd = os.open(self._lock, os.O_RDONLY | _NOFOLLOW)
+                    try:
+                        owner = os.read(fd, 200).decode("utf-8", "replace").strip()
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    pass
+                raise GzlogError(
+                    errno.ETIMEDOUT,
+                    f"gzlog: timed out after {self._lock_timeout} s waiting for the lock "
+                    f"{self._lock} (owner: {owner or 'unknown'}); if no process uses "
+                    f"the log any more, delete that file",
+                )
+            delay = min(delay, left)
+        time.sleep(delay)
+        return min(delay * 2, 0.05)
+
+    def _acquire(self) -> None:
+        deadline = None if self._lock_timeout is None else time.monotonic() + self._lock_timeout
+        try:
+            kfd = os.open(self._klock, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+        except OSError as e:
+            if e.errno in _LOOP_ERRNOS:
+                raise GzlogError(
+                    e.errno, f"gzlog: refusing symlinked lock file {self._klock}"
+                ) from None
+            raise
+        try:
+            delay = 0.002
+            while True:
+                try:
+                    fcntl.flock(kfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    delay = self._wait(deadline, delay)
+            owner = f"{_HOST} {os.getpid()}\n".encode()
+            staged = False
+            try:
+                while True:
+                    if not staged:
+                        self._write_aux(self._lock_new, owner, sync=False)
+                        staged = True
+                    if self._create_lock(owner):
+                        break
+                    if self._lock_abandoned():
+                        self._unlink(self._lock)
+                        continue
+                    delay = self._wait(deadline, delay)
+            finally:
+                if staged:
+                    self._unlink(self._lock_new)
+            st = os.lstat(self._lock)
+            self._lock_id = (st.st_ino, st.st_mtime_ns)
+        except BaseException:
+            os.close(kfd)  # also drops the flock
+            raise
+        self._kfd = kfd
+
+    def _create_lock(self, owner: bytes) -> bool:
+        """Create P.lock exclusively, already holding its content; False if it exists.
+
+        The content is staged in P.lock.new and hard-linked into place, so a
+        process killed at any moment never leaves an empty (ownerless) P.lock.
+        """
+        try:
+            os.link(self._lock_new, self._lock, follow_symlinks=False)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:
+            if e.errno not in _NO_LINK_ERRNOS:
+                raise
+        try:  # a file system without hard links: create, then write
+            fd = os.open(self._lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, owner)
+        finally:
+            os.close(fd)
+        return True
+
+    def _lock_abandoned(self) -> bool:
+        """Whether an existing P.lock may be taken over (we hold the kernel lock)."""
+        try:
+            st = os.lstat(self._lock)
+        except FileNotFoundError:
+            return True
+        if stat.S_ISREG(st.st_mode):
+            try:
+                fd = os.open(self._lock, os.O_RDONLY | _NOFOLLOW)
+                try:
+                    words = os.read(fd, 256).split()
+                finally:
+                    os.close(fd)
+            except OSError:
+                words = []
+            # Written by Mímir on this host: its owner does not hold the kernel
+            # lock (we do), so it is dead or gone.
+            if len(words) == 2 and words[0].decode("utf-8", "replace") == _HOST:
+                return True
+        return time.time() - st.st_mtime > self._stale_after
+
+    def _release(self) -> None:
+        kfd, self._kfd = self._kfd, -1
+        try:
+            if not self._crashed and self._lock_id is not None:
+                try:
+                    st = os.lstat(self._lock)
+                    if (st.st_ino, st.st_mtime_ns) == self._lock_id:
+                        os.unlink(self._lock)
+                except OSError:
+                    pass
+        finally:
+            self._lock_id = None
+            if kfd >= 0:
+                os.close(kfd)
+
+    def _check_lock(self) -> None:
+        """Raise unless P.lock is still ours; touch it."""
+        try:
+            st = os.lstat(self._lock)
+        except FileNotFoundError:
+            st = None
+        if st is None or (st.st_ino, st.st_mtime_ns) != self._lock_id:
+            raise GzlogError(errno.ENOLCK, f"gzlog: lost the lock {self._lock}")
+        os.utime(self._lock, follow_symlinks=False)
+        st = os.lstat(self._lock)
+        self._lock_id = (st.st_ino, st.st_mtime_ns)
+
+    # --- auxiliary files ---
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _unlink(path: str) -> None:
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def _open_new_aux(self, path: str, flags: int) -> int:
+        """Open an auxiliary file for writing, replacing (never following) a symlink."""
+        flags |= os.O_WRONLY | os.O_CREAT | _NOFOLLOW
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as e:
+            if e.errno not in _LOOP_ERRNOS:
+                raise
+            os.unlink(path)  # the link itself, not its target
+            fd = os.open(path, flags | os.O_EXCL, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise GzlogError(errno.EINVAL, f"gzlog: {path} is not a regular file")
+        return fd
+
+    def _write_aux(self, path: str, data: bytes, *, sync: bool = True) -> None:
+        fd = self._open_new_aux(path, os.O_TRUNC)
+        try:
+            _pwrite_all(fd, data, 0)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _read_aux(self, path: str, limit: int | None = None) -> bytes | None:
+        """Content of an auxiliary file, or None if missing, a symlink or not a file."""
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno in _LOOP_ERRNOS:
+                self._warn(f"gzlog: ignoring {path}: it is a symbolic link")
+                return None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                self._warn(f"gzlog: ignoring {path}: not a regular file")
+                return None
+            n = st.st_size if limit is None else min(st.st_size, limit)
+            return _pread(fd, n, 0)
+        finally:
+            os.close(fd)
+
+    def _repair(self, op: int, status: str) -> None:
+        line = f"{time.ctime()[:24]} {_OP_NAMES[op]} recovery: {status}"
+        self._repair_lines.append(line)
+        try:
+            fd = self._open_new_aux(self._repairs, os.O_APPEND)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # as in the C program, a missing history line is not an error
+
+    # --- loading, validation ---
+
+    def _load_checked(self, *, deep: bool, create: bool = True, recover: bool = True) -> None:
+        try:
+            self._load(deep=deep, create=create, recover=recover)
+        except _Invalid as e:
+            self._move_aside(str(e))
+
+    def _load(self, *, deep: bool, create: bool, recover: bool) -> None:
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if not create:
+                raise
+            self._create_new()
+            fd = os.open(self._path, os.O_RDWR | os.O_CLOEXEC)
+        self._fd = fd
+        self._dirty = False
+        st = os.fstat(fd)
+        if st.st_size == 0 and create:
+            os.close(fd)
+            self._fd = -1
+            self._create_new()
+            fd = self._fd = os.open(self._path, os.O_RDWR | os.O_CLOEXEC)
+            st = os.fstat(fd)
+        head = _pread(fd, _DATA, 0)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, head)
+        if not deep and key == self._cache:
+            self._s = _S(head)
+            return
+        self._cache = None
+        s = self._validate(fd, st.st_size, head)
+        if deep or s.op != NO_OP:
+            self._verify_compressed(fd, s)
+        self._s = s
+        if s.op != NO_OP:
+            if not recover:
+                return
+            self._recover()
+        if deep:
+            self._fix_dict()
+        self._remember()
+
+    def _remember(self) -> None:
+        st = os.fstat(self._fd)
+        self._cache = (
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            HEADER + self._s.pack(NO_OP),
+        )
+
+    def _validate(self, fd: int, size: int, head: bytes) -> _S:
+        if size < _DATA or len(head) < _DATA:
+            raise _Invalid(f"file is {size} bytes long, too short for a gzlog header")
+        if head[:16] != HEADER:
+            bad = next(i for i in range(16) if head[i] != HEADER[i])
+            raise _Invalid(f"bytes 0-15 are not the gzlog gzip header (byte {bad} differs)")
+        flags = head[50]
+        if flags & 0xE0:
+            raise _Invalid(f"reserved bits set in the state's flag byte (offset 50: 0x{flags:02x})")
+        s = _S(head)
+        where = f"first={s.first} last={s.last} stored={s.stored} back={s.back} op={s.op}"
+        if s.first * 8 - s.back < _DATA * 8:
+            raise _Invalid(f"first stored block starts before the deflate data ({where})")
+        if s.last < s.first or (s.last - s.first) % _SPAN:
+            raise _Invalid(f"last stored block pointer is inconsistent ({where})")
+        if s.stored > MAX_STORE:
+            raise _Invalid(f"stored block length over {MAX_STORE} ({where})")
+        end = s.last + 4 + s.stored
+        if s.op in (NO_OP, REPLACE_OP) and size != end + 8:
+            raise _Invalid(f"file size {size} differs from {end + 8} given by the state ({where})")
+        if s.op == APPEND_OP and size < end:
+            raise _Invalid(f"file size {size} is shorter than the state says ({where})")
+        if s.op in (COMPRESS_OP, REPLACE_OP) and (s.last != s.first or s.stored):
+            raise _Invalid(f"state of a compression has a stored tail ({where})")
+        if s.op == COMPRESS_OP:
+            if not (s.tlen - s.clen) & _M32:
+                raise _Invalid(f"compression marked with nothing to compress ({where})")
+            if size < s.first:
+                raise _Invalid(f"file size {size} is shorter than the state says ({where})")
+            return s
+        if s.op == REPLACE_OP and (s.tcrc != s.ccrc or s.tlen != s.clen):
+            raise _Invalid(f"state of a finished compression has inconsistent CRCs ({where})")
+        tail = self._walk(fd, s, s.last, s.stored, check_last=s.op != APPEND_OP)
+        if tail is None:
+            raise _Invalid(f"a stored block header is damaged ({where})")
+        n = len(tail)
+        if (s.clen + n) & _M32 != s.tlen or crc32_combine(s.ccrc, zlib.crc32(tail), n) != s.tcrc:
+            raise _Invalid(f"CRC or length of the stored tail ({n} bytes) do not match the state")
+        if s.op != APPEND_OP and _pread(fd, 8, end) != _TRAILER.pack(s.tcrc, s.tlen):
+            raise _Invalid(f"gzip trailer at offset {end} does not match the state")
+        return s
+
+    @staticmethod
+    def _walk(fd: int, s: _S, last: int, stored: int, *, check_last: bool) -> bytes | None:
+        """Data of the stored blocks from s.first to last, or None if a header is wrong."""
+        n0 = 2 if s.back > 8 else 1
+        base = s.first - n0
+        region = _pread(fd, last + 4 + stored - base, base)
+        if len(region) != last + 4 + stored - base:
+            return None
+        mv = memoryview(region)
+        parts = []
+        pos, back = s.first, s.back
+        while True:
+            is_last = pos == last
+            r = pos - base
+            nb = 2 if back > 8 else 1
+            length = stored if is_last else MAX_STORE
+            if not is_last or check_last:
+                actual = region[r - nb : r + 4]
+                if actual != _hdr(actual[0], back, is_last, length):
+                    return None
+            parts.append(mv[r + 4 : r + 4 + length])
+            if is_last:
+                return b"".join(parts)
+            pos += _SPAN
+            back = 8
+
+    def _verify_compressed(self, fd: int, s: _S) -> None:
+        """Inflate the compressed part up to the first stored block; check ccrc/clen."""
+        n = 2 if s.back > 8 else 1
+        hb = s.first - n
+        d = zlib.decompressobj(-15)
+        crc = total = 0
+        tail = b""
+        pos = _DATA
+
+        def feed(buf: bytes) -> None:
+            nonlocal crc, total, tail
+            while True:
+                out = d.decompress(buf, _MAX_OUT)
+                if out:
+                    crc = zlib.crc32(out, crc)
+                    total += len(out)
+                    tail = out[-DICT_SIZE:] if len(out) >= DICT_SIZE else (tail + out)[-DICT_SIZE:]
+                buf = d.unconsumed_tail
+                if d.eof or (not buf and len(out) < _MAX_OUT):
+                    return
+
+        try:
+            while pos < hb:
+                chunk = _pread(fd, min(_READ_CHUNK, hb - pos), pos)
+                if not chunk:
+                    raise _Invalid("file ends inside the compressed data")
+                feed(chunk)
+                if d.eof:
+                    raise _Invalid(f"deflate stream ends before offset {hb} (first={s.first})")
+                pos += len(chunk)
+            last = _pread(fd, 1, hb)
+            if len(last) != 1:
+                raise _Invalid("file ends inside the compressed data")
+            feed(_hdr(last[0], s.back, True, 0))
+        except zlib.error as e:
+            raise _Invalid(f"compressed data is damaged ({e}; first={s.first})") from None
+        if not d.eof or d.unused_data:
+            raise _Invalid(
+                f"compressed data does not end where the first stored block begins "
+                f"(first={s.first}, back={s.back})"
+            )
+        if total & _M32 != s.clen or crc != s.ccrc:
+            raise _Invalid(
+                f"compressed data ({total} bytes, crc {crc:08x}) does not match the state "
+                f"(clen={s.clen}, ccrc={s.ccrc:08x})"
+            )
+        self._known = (s.ccrc, s.clen, tail)
+
+    def _move_aside(self, reason: str) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        dest = f"{self._path}.corrupt-{stamp}"
+        i = 0
+        while os.path.lexists(dest):
+            i += 1
+            dest = f"{self._path}.corrupt-{stamp}-{i}"
+        os.rename(self._path, dest)
+        self._fsync_dir()
+        self._cache = None
+        self._s = None
+        msg = f"gzlog: {self._path} failed validation ({reason}); it was moved to {dest}"
+        if self._on_corrupt == "new":
+            self._warn(msg + "; a new, empty log was started")
+            self._load(deep=False, create=True, recover=True)
+            return
+        self._broken = msg + "; open a new Gzlog to start a new log"
+        raise GzlogCorruptError(msg, reason=reason, moved_to=dest)
+
+    def _create_new(self) -> None:
+        # A dictionary left by an earlier log of the same name must never be used.
+        self._unlink(self._dict)
+        tmp = self._path + ".new"
+        fd = self._open_new_aux(tmp, os.O_TRUNC)
+        try:
+            _pwrite_all(fd, EMPTY_LOG, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, self._path)
+        self._fsync_dir()
+        self._known = (0, 0, b"")
+
+    def _fix_dict(self) -> None:
+        """After a full verification: make P.dict the verified dictionary."""
+        k, s = self._known, self._s
+        if k is None or (k[0], k[1]) != (s.ccrc, s.clen):
+            return
+        have = self._read_aux(self._dict, DICT_SIZE + 1)
+        if not k[2]:
+            if have is not None:
+                self._unlink(self._dict)
+            return
+        if have != k[2]:
+            self._write_aux(self._temp, k[2])
+            os.rename(self._temp, self._dict)
+            self._fsync_dir()
+
+    def _choose_dict(self) -> bytes | None:
+        s, k = self._s, self._known
+        if k is not None and (k[0], k[1]) == (s.ccrc, s.clen):
+            return k[2] or None
+        d = self._read_aux(self._dict, DICT_SIZE + 1)
+        if not d or len(d) > DICT_SIZE:
+            return None
+        if len(d) == DICT_SIZE and s.clen >= DICT_SIZE:
+            return d
+        if len(d) == s.clen and zlib.crc32(d) == s.ccrc:
+            return d
+        return None  # maybe truncated or stale: compress without it
+
+    # --- writing P.gz ---
+
+    def _hook(self, point: str) -> None:
+        if self._hooks is not None:
+            self._hit(point)
+
+    def _mark(self, op: int) -> None:
+        """The commit point: one 35-byte state write, fsync before and after."""
+        self._check_lock()
+        fd = self._fd
+        if self._dirty:
+            os.fsync(fd)
+        if self._hooks is not None:
+            self._hit("state.pre")
+        if os.pwrite(fd, self._s.pack(op), 16) != 35:
+            raise GzlogError(errno.EIO, f"gzlog: short state write to {self._path}")
+        os.fsync(fd)
+        self._dirty = False
+        self._s.op = op
+        if self._hooks is not None:
+            self._hit("state.post")
+
+    def _write_last(self, final: bool) -> None:
+        """C's log_last: rewrite the last stored block's header and LEN/NLEN."""
+        s = self._s
+        back = s.back if s.last == s.first else 8
+        n = 2 if back > 8 else 1
+        prev = 0
+        if back != 8:
+            b = _pread(self._fd, 1, s.last - n)
+            if len(b) != 1:
+                raise GzlogError(errno.EIO, f"gzlog: short read from {self._path}")
+            prev = b[0]
+        self._dirty = True
+        _pwrite_all(self._fd, _hdr(prev, back, final, s.stored), s.last - n)
+
+    def _append_piece(self, data: bytes) -> None:
+        self._write_aux(self._add, data)
+        self._fsync_dir()
+        hooked = self._hooks is not None
+        if hooked:
+            self._hit("append.add_written")
+        self._mark(APPEND_OP)
+        if hooked:
+            self._hit("append.marked")
+        self._do_append(data)
+
+    def _do_append(self, data: bytes) -> None:
+        """Steps 3-6 of an append (also the append recovery)."""
+        s, fd = self._s, self._fd
+        hooked = self._hooks is not None
+        self._write_last(True)
+        off = s.last + 4 + s.stored
+        mv = memoryview(data)
+        i, total = 0, len(mv)
+        while i < total:
+            put = min(MAX_STORE - s.stored, total - i)
+            if put:
+                chunk = mv[i : i + put]
+                _pwrite_all(fd, chunk, off)
+                if hooked:
+                    self._hit("append.data")
+                s.tcrc = zlib.crc32(chunk, s.tcrc)
+                s.tlen = (s.tlen + put) & _M32
+                s.stored += put
+                i += put
+                off += put
+            if i < total:
+                self._write_last(False)
+                s.last += 4 + s.stored + 1
+                s.stored = 0
+                off = s.last + 4
+            self._write_last(True)
+            if hooked:
+                self._hit("append.block")
+        _pwrite_all(fd, _TRAILER.pack(s.tcrc, s.tlen), off)
+        os.ftruncate(fd, off + 8)
+        if hooked:
+            self._hit("append.trailer")
+        self._mark(NO_OP)
+        if hooked:
+            self._hit("append.committed")
+        with suppress(OSError):  # committed; a leftover P.add is ignored while op is 0
+            os.unlink(self._add)
+        if hooked:
+            self._hit("append.add_unlinked")
+        self._remember()
+
+    def _read_tail(self) -> bytes:
+        s = self._s
+        data = self._walk(self._fd, s, s.last, s.stored, check_last=True)
+        if data is None:
+            raise _Invalid("a stored block header is damaged")
+        if crc32_combine(s.ccrc, zlib.crc32(data), len(data)) != s.tcrc:
+            raise _Invalid(f"CRC of the stored tail ({len(data)} bytes) does not match the state")
+        return data
+
+    def _compress_tail(self) -> None:
+        s = self._s
+        if s.last == s.first and s.stored == 0:
+            return
+        hooked = self._hooks is not None
+        data = self._read_tail()
+        self._check_lock()
+        self._write_aux(self._add, data)
+        if hooked:
+            self._hit("compress.add_written")
+        zdict = self._choose_dict()
+        newdict = _next_dict(zdict, data)
+        self._write_aux(self._temp, newdict)
+        self._fsync_dir()
+        if hooked:
+            self._hit("compress.temp_written")
+        s.last = s.first
+        s.stored = 0
+        self._mark(COMPRESS_OP)
+        if hooked:
+            self._hit("compress.marked")
+        self._deflate(data, zdict, newdict)
+
+    def _deflate(self, data: bytes, zdict: bytes | None, newdict: bytes) -> None:
+        """Steps 3-5 of a compression (also the compress recovery)."""
+        s, fd = self._s, self._fd
+        hooked = self._hooks is not None
+        n = 2 if s.back > 8 else 1
+        start = s.first - n
+        k = (8 - s.back) & 7
+        b = _pread(fd, 1, start)
+        if len(b) != 1:
+            raise GzlogError(errno.EIO, f"gzlog: short read from {self._path}")
+        kept = b[0] & ((1 << k) - 1)
+        if zdict:
+            c = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict=zdict)
+        else:
+            c = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
+        comp = c.compress(data) + c.flush(zlib.Z_PARTIAL_FLUSH)
+        self._check_lock()
+        # Python has no deflatePrime: shift the output by k bits, OR in the kept bits.
+        val = (int.from_bytes(comp, "little") << k) | kept
+        # The partial flush ends with an empty static block (bits 0,1,0 + seven 0s);
+        # its second bit is the last 1-bit. Its first bit is where the new first
+        # stored block's header goes.
+        h = val.bit_length() - 2
+        if h < k or (val >> h) != 2:
+            raise GzlogError(errno.EIO, "gzlog: unexpected deflate output (no partial flush)")
+        nf = (h + 10) // 8  # new first, relative to start
+        nb = nf * 8 - h  # new back, 3..10
+        nn = 2 if nb > 8 else 1
+        body = (val & ((1 << h) - 1)).to_bytes(nf, "little")
+        mv = memoryview(body)
+        cut = nf - nn
+        for off in range(0, cut, _WRITE_CHUNK):
+            self._dirty = True
+            _pwrite_all(fd, mv[off : min(off + _WRITE_CHUNK, cut)], start + off)
+            if hooked:
+                self._hit("compress.chunk")
+        if hooked:
+            self._hit("compress.deflated")
+        tail = _hdr(body[cut], nb, True, 0) + _TRAILER.pack(s.tcrc, s.tlen)
+        _pwrite_all(fd, tail, start + cut)
+        os.ftruncate(fd, start + cut + len(tail))
+        self._dirty = True
+        if hooked:
+            self._hit("compress.trailer")
+        s.first = s.last = start + nf
+        s.back = nb
+        s.stored = 0
+        s.ccrc, s.clen = s.tcrc, s.tlen
+        self._known = (s.ccrc, s.clen, newdict)
+        self._mark(REPLACE_OP)
+        if hooked:
+            self._hit("replace.marked")
+        self._finish_replace(keep_dict=False)
+
+    def _cut_back(self) -> None:
+        """Compress recovery without data: end the log after its compressed part."""
+        s, fd = self._s, self._fd
+        self._unlink(self._temp)  # it holds the lost tail: must never become P.dict
+        self._fsync_dir()
+        s.tcrc, s.tlen = s.ccrc, s.clen
+        s.last = s.first
+        s.stored = 0
+        self._write_last(True)
+        _pwrite_all(fd, _TRAILER.pack(s.tcrc, s.tlen), s.first + 4)
+        os.ftruncate(fd, s.first + 12)
+        self._hook("compress.trailer")
+        self._mark(REPLACE_OP)
+        self._hook("replace.marked")
+        self._finish_replace(keep_dict=True)
+
+    def _finish_replace(self, *, keep_dict: bool) -> None:
+        """Step 5 after the replace mark: drop P.add, P.temp -> P.dict, mark done."""
+        hooked = self._hooks is not None
+        self._unlink(self._add)
+        if hooked:
+            self._hit("replace.add_unlinked")
+        try:
+            os.rename(self._temp, self._dict)
+        except FileNotFoundError:
+            if not keep_dict:
+                # The rename may have happened already, or P.temp was removed and
+                # P.dict is stale: either way it is not provably right.
+                self._unlink(self._dict)
+        if hooked:
+            self._hit("replace.renamed")
+        self._fsync_dir()
+        if hooked:
+            self._hit("replace.dir_synced")
+        self._mark(NO_OP)
+        if hooked:
+            self._hit("replace.committed")
+        self._remember()
+
+    # --- recovery ---
+
+    def _stored_tail_from_gz(self, length: int) -> bytes | None:
+        """During a compress recovery: the stored tail, if P.gz still holds it intact."""
+        s = self._s
+        nblocks = (length + MAX_STORE - 1) // MAX_STORE
+        last = s.first + (nblocks - 1) * _SPAN
+        stored = length - (nblocks - 1) * MAX_STORE
+        size = os.fstat(self._fd).st_size
+        if last + 4 + stored > size:
+            return None
+        data = self._walk(self._fd, s, last, stored, check_last=True)
+        if data is None or crc32_combine(s.ccrc, zlib.crc32(data), length) != s.tcrc:
+            return None
+        return data
+
+    def _already_appended(self, data: bytes) -> bool:
+        """Whether an append-marked state already describes a complete log ending in data."""
+        s, fd = self._s, self._fd
+        end = s.last + 4 + s.stored
+        if len(data) > s.tail_len() or os.fstat(fd).st_size != end + 8:
+            return False
+        if _pread(fd, 8, end) != _TRAILER.pack(s.tcrc, s.tlen):
+            return False
+        tail = self._walk(fd, s, s.last, s.stored, check_last=True)
+        return tail is not None and tail.endswith(data)
+
+    def _recover(self) -> None:
+        s = self._s
+        op = s.op
+        self._repair(op, "start")
+        try:
+            if op == APPEND_OP:
+                data = self._read_aux(self._add)
+                if data and self._already_appended(data):
+                    # Only a torn commit write (all fields new but the flag byte)
+                    # looks like this, or a crash right after marking an append of
+                    # exactly the batch before it: either way, do not append twice.
+                    self._repair(op, "loaded .add file, already in the log")
+                    self._warn(
+                        f"gzlog: {self._path}: the interrupted append's data ({len(data)} "
+                        f"bytes) is already at the end of the log; not appended again"
+                    )
+                    self._mark(NO_OP)
+                    self._unlink(self._add)
+                    self._remember()
+                else:
+                    if data:
+                        self._repair(op, "loaded .add file")
+                    else:
+                        self._repair(op, "missing .add file!")
+                        self._warn(
+                            f"gzlog: {self._path}: an interrupted append was rolled back "
+                            f"because {self._add} is missing or empty; the data of that "
+                            f"append is lost"
+                        )
+                    self._do_append(data or b"")
+            elif op == COMPRESS_OP:
+                length = (s.tlen - s.clen) & _M32
+                data = self._read_aux(self._add)
+                ok = (
+                    data is not None
+                    and len(data) == length
+                    and crc32_combine(s.ccrc, zlib.crc32(data), length) == s.tcrc
+                )
+                if ok:
+                    self._repair(op, "loaded .add file")
+                else:
+                    self._repair(op, "missing .add file!" if not data else "damaged .add file!")
+                    data = self._stored_tail_from_gz(length)
+                    if data is not None:
+                        self._repair(op, "read the stored tail back from the .gz file")
+                if data:
+                    zdict = self._choose_dict()
+                    newdict = _next_dict(zdict, data)
+                    self._write_aux(self._temp, newdict)
+                    self._fsync_dir()
+                    self._deflate(data, zdict, newdict)
+                else:
+                    self._repair(op, f"lost {length} bytes of the stored tail")
+                    self._warn(
+                        f"gzlog: {self._path}: an interrupted compression could not be "
+                        f"redone ({self._add} missing or damaged, tail overwritten); "
+                        f"{length} bytes of data were lost"
+                    )
+                    self._cut_back()
+            else:
+                self._finish_replace(keep_dict=False)
+        except OSError:
+            self._repair(op, "failure")
+            raise
+        self._repair(op, "complete")
+
+    # --- tools ---
+
+    @classmethod
+    def _tool(cls, path, lock_timeout: float | None) -> Gzlog:
+        g = cls.__new__(cls)
+        g._setup(path, lock_timeout, 300.0, None, "raise", "full")
+        return g
+
+
+def check(
+    path: str | os.PathLike[str], *, recover: bool = True, lock_timeout: float | None = None
+) -> dict:
+    """Validate a gzlog fully (under its lock) and report its state.
+
+    An interrupted operation is recovered when ``recover`` is true. A damaged
+    file is reported (``valid`` false, ``error`` says why), not moved.
+    Raises ``FileNotFoundError`` if the file does not exist.
+    """
+    g = Gzlog._tool(path, lock_timeout)
+    report: dict = {"path": g.path, "valid": True, "error": None, "recovered": []}
+    with g._locked():
+        try:
+            g._load(deep=True, create=False, recover=recover)
+        except _Invalid as e:
+            report["valid"] = False
+            report["error"] = str(e)
+        report["recovered"] = list(g._repair_lines)
+        fd = g._fd
+        head = _pread(fd, _DATA, 0)
+        size = os.fstat(fd).st_size
+    if len(head) == _DATA and head[:16] == HEADER:
+        st = _S(head).public(size)
+        report.update(
+            first=st.first,
+            last=st.last,
+            ccrc=st.ccrc,
+            clen=st.clen,
+            tcrc=st.tcrc,
+            tlen=st.tlen,
+            stored=st.stored,
+            back=st.back,
+            op=st.op_name,
+            stored_bytes=st.stored_bytes if report["valid"] else None,
+            compressed_bytes=st.compressed_bytes,
+        )
+    report["file_size"] = size
+    return report
+
+
+def recover(path: str | os.PathLike[str], *, lock_timeout: float | None = None) -> list[str]:
+    """Validate a gzlog and finish or roll back an interrupted operation.
+
+    Returns the lines added to ``P.repairs`` (empty if nothing was
+    interrupted). A damaged file is moved aside and :class:`GzlogCorruptError`
+    raised.
+    """
+    g = Gzlog._tool(path, lock_timeout)
+    with g._locked():
+        g._load_checked(deep=True, create=False)
+        return list(g._repair_lines)

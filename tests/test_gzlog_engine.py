@@ -1,0 +1,1053 @@
+"""Tests of the gzlog file-format engine (mimir/gzlog.py), RELIABILITY.md rows G1, G5, G9-G11."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import warnings
+import zlib
+from pathlib import Path
+
+import pytest
+
+from mimir.gzlog import (
+    EMPTY_LOG,
+    Gzlog,
+    GzlogCorruptError,
+    GzlogError,
+    GzlogWarning,
+    check,
+    crc32_combine,
+    recover,
+)
+
+HEADER = bytes.fromhex("1f8b08040000000000ff270061702300")
+M32 = 0xFFFFFFFF
+WORKER = Path(__file__).with_name("gzlog_worker.py")
+REPO = Path(__file__).resolve().parent.parent
+NAME = "log.jsonl.gz"
+
+APPEND_POINTS = [
+    "append.add_written",
+    "append.marked",
+    "append.data",
+    "append.block",
+    "append.trailer",
+    "append.committed",
+    "append.add_unlinked",
+]
+COMPRESS_POINTS = [
+    "compress.add_written",
+    "compress.temp_written",
+    "compress.marked",
+    "compress.chunk",
+    "compress.deflated",
+    "compress.trailer",
+    "replace.marked",
+    "replace.add_unlinked",
+    "replace.renamed",
+    "replace.dir_synced",
+    "replace.committed",
+]
+ALL_POINTS = ["state.pre", "state.post", *APPEND_POINTS, *COMPRESS_POINTS]
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+class Crash(Exception):
+    """Simulated death of the process at a fault-injection point."""
+
+
+class CrashAt:
+    """Hook raising Crash (or an exception made by ``exc``) at one (point, pass)."""
+
+    def __init__(self, point: str, n: int = 1, exc=None):
+        self.point, self.n, self.exc = point, n, exc
+        self.fired = False
+
+    def __call__(self, point: str, n: int) -> None:
+        if point == self.point and n == self.n:
+            self.fired = True
+            raise (self.exc() if self.exc else Crash(f"{point} #{n}"))
+
+
+class FailAt:
+    """Hook raising OSError(EIO) at passes first..first+times-1 of one point."""
+
+    def __init__(self, point: str, first: int, times: int):
+        self.point, self.first, self.times = point, first, times
+        self.fired = 0
+
+    def __call__(self, point: str, n: int) -> None:
+        if point == self.point and self.first <= n < self.first + self.times:
+            self.fired += 1
+            raise OSError(errno.EIO, f"injected failure at {point} #{n}")
+
+
+class Recorder:
+    """Hook recording every (point, pass) it sees."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, int]] = []
+
+    def __call__(self, point: str, n: int) -> None:
+        self.seen.append((point, n))
+
+
+def make(rnd: random.Random, n: int, tag: str = "") -> bytes:
+    """n bytes of JSON-lines-like text (compressible, not trivially so)."""
+    out: list[str] = []
+    size = 0
+    while size < n:
+        line = f'{{"t":"{tag}","step":{rnd.randint(0, 10**6)},"loss":{rnd.random():.6f}}}\n'
+        out.append(line)
+        size += len(line)
+    return "".join(out).encode()[:n]
+
+
+def parse_state(raw: bytes) -> dict:
+    first, last, ccrc, clen, tcrc, tlen, stored, flags = struct.unpack_from("<QQIIIIHB", raw, 16)
+    return dict(
+        first=first,
+        last=last,
+        ccrc=ccrc,
+        clen=clen,
+        tcrc=tcrc,
+        tlen=tlen,
+        stored=stored,
+        back=(flags & 7) + 3,
+        op=(flags >> 3) & 3,
+        reserved=flags >> 5,
+    )
+
+
+def expect_consistent(path: Path, expected: bytes) -> None:
+    """Independent check that the state describes the file exactly and the data is right."""
+    raw = Path(path).read_bytes()
+    assert raw[:16] == HEADER
+    st = parse_state(raw)
+    assert st["op"] == 0 and st["reserved"] == 0
+    # walk the stored blocks from `first`
+    pos, back, tail = st["first"], st["back"], bytearray()
+    while True:
+        hbit = pos * 8 - back
+        bits = int.from_bytes(raw[hbit // 8 : pos], "little") >> (hbit % 8)
+        assert (bits >> 1) & 3 == 0, f"BTYPE of stored block at {pos}"
+        assert bits >> 3 == 0, f"padding of stored block at {pos}"
+        ln, nln = struct.unpack_from("<HH", raw, pos)
+        assert ln ^ nln == 0xFFFF
+        tail += raw[pos + 4 : pos + 4 + ln]
+        if pos == st["last"]:
+            assert bits & 1 == 1 and ln == st["stored"]
+            end = pos + 4 + ln
+            break
+        assert bits & 1 == 0 and ln == 16384
+        pos += 4 + ln + 1
+        back = 8
+        assert pos <= st["last"]
+    assert raw[end:] == struct.pack("<II", st["tcrc"], st["tlen"])
+    assert gzip.decompress(raw) == expected
+    assert st["tcrc"] == zlib.crc32(expected) and st["tlen"] == len(expected) & M32
+    clen = len(expected) - len(tail)
+    assert expected[clen:] == tail
+    assert st["clen"] == clen & M32 and st["ccrc"] == zlib.crc32(expected[:clen])
+    # the compressed part ends exactly where the first stored block's header begins
+    hbit = st["first"] * 8 - st["back"] - 51 * 8
+    comp = int.from_bytes(raw[51 : 51 + (hbit + 7) // 8], "little") & ((1 << hbit) - 1)
+    buf = (comp | (1 << hbit)).to_bytes((hbit + 10) // 8, "little") + b"\x00\x00\xff\xff"
+    d = zlib.decompressobj(-15)
+    assert d.decompress(buf) == expected[:clen]
+    assert d.eof and not d.unused_data
+    # a dictionary, if present, is a suffix of the compressed data
+    dict_path = Path(str(path)[: -len(".gz")] + ".dict")
+    if dict_path.exists():
+        dct = dict_path.read_bytes()
+        assert len(dct) <= 32768 and expected[:clen].endswith(dct)
+
+
+def content(path: Path) -> bytes:
+    return gzip.decompress(Path(path).read_bytes())
+
+
+def gzip_t(path: Path) -> None:
+    subprocess.run(["gzip", "-t", str(path)], check=True, capture_output=True)
+
+
+def op_on_disk(path: Path) -> int:
+    return (Path(path).read_bytes()[50] >> 3) & 3
+
+
+def aux(path: Path, suffix: str) -> Path:
+    return Path(str(path)[: -len(".gz")] + suffix)
+
+
+def snapshot(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and "lock" not in p.name}
+
+
+def restore(snap: dict[str, bytes], d: Path) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    for name, data in snap.items():
+        (d / name).write_bytes(data)
+
+
+def repairs(path: Path) -> list[str]:
+    p = aux(path, ".repairs")
+    return p.read_text().splitlines() if p.exists() else []
+
+
+class Tracker:
+    """Records acknowledged data and the batch in flight."""
+
+    def __init__(self, base: bytes = b""):
+        self.acked = bytearray(base)
+        self.inflight: bytes | None = None
+
+    def append(self, g: Gzlog, data: bytes) -> None:
+        self.inflight = data
+        g.append(data)
+        self.acked += data
+        self.inflight = None
+
+    def allowed(self) -> list[bytes]:
+        out = [bytes(self.acked)]
+        if self.inflight is not None:
+            out.append(bytes(self.acked) + self.inflight)
+        return out
+
+
+def scenario(g: Gzlog, tr: Tracker, seed: int = 7) -> None:
+    """Three rounds of four appends (1 B to 40 KB, crossing 16 KiB blocks) and a compress."""
+    rnd = random.Random(seed)
+    for r in range(3):
+        for i, size in enumerate((1, 300, 20000, 40000)):
+            tr.append(g, make(rnd, size, f"{r}.{i}"))
+        g.compress()
+    tr.append(g, make(rnd, 100, "end"))
+
+
+# --- format basics -------------------------------------------------------------
+
+
+def test_new_log_is_exact_64_bytes(tmp_path):
+    """A new log is exactly the 64 bytes of the spec and a valid, empty gzip file."""
+    expected = (
+        HEADER
+        + struct.pack("<QQIIIIHB", 52, 52, 0, 0, 0, 0, 0, 5)
+        + bytes.fromhex("010000ffff")
+        + bytes(8)
+    )
+    assert len(expected) == 64 and expected == EMPTY_LOG
+    p = tmp_path / NAME
+    with Gzlog(p) as g:
+        assert p.read_bytes() == expected
+        st = g.state()
+        assert (st.first, st.last, st.back, st.op, st.stored, st.file_size) == (52, 52, 8, 0, 0, 64)
+        assert st.stored_bytes == 0 and st.compressed_bytes == 0
+    assert gzip.decompress(expected) == b""
+    gzip_t(p)
+    assert not aux(p, ".lock").exists()
+    assert check(p)["valid"] is True
+
+
+def test_crc32_combine_matches_zlib():
+    """crc32_combine agrees with zlib.crc32 of the concatenation, lengths 0 to 2 MiB."""
+    rnd = random.Random(1)
+    for n in (0, 1, 7, 1000, 65536, 2 * 1024 * 1024 + 3):
+        a, b = rnd.randbytes(333), rnd.randbytes(n)
+        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), n) == zlib.crc32(a + b)
+
+
+def test_valid_gzip_after_each_append(tmp_path):
+    """After every append (1 B to 48 KiB, past a compression) gzip.decompress and gzip -t pass."""
+    rnd = random.Random(11)
+    p = tmp_path / NAME
+    g = Gzlog(p)
+    expected = bytearray()
+    compressed_seen = False
+    while len(expected) < 1_300_000:
+        b = make(rnd, rnd.randint(1, 48 * 1024))
+        g.append(b)
+        expected += b
+        assert content(p) == expected
+        gzip_t(p)
+        expect_consistent(p, bytes(expected))
+        compressed_seen |= g.state().clen > 0
+    assert compressed_seen
+
+
+def test_many_appends_compress_ratio(tmp_path):
+    """Appends of 1 B to 48 KiB over several compressions keep the content; ratio near gzip -6."""
+    rnd = random.Random(12)
+    p = tmp_path / NAME
+    g = Gzlog(p)
+    expected = bytearray()
+    sizes = [1, 2, 16383, 16384, 16385, 49152, 32768, 5]
+    clens = set()
+    i = 0
+    while len(expected) < 4_500_000:
+        n = sizes[i] if i < len(sizes) else rnd.randint(1, 48 * 1024)
+        b = make(rnd, n, str(i))
+        g.append(b)
+        expected += b
+        clens.add(g.state().clen)
+        if i % 25 == 0:
+            expect_consistent(p, bytes(expected))
+        i += 1
+    assert len(clens - {0}) >= 4  # at least four compressions happened
+    expect_consistent(p, bytes(expected))
+    g.compress()
+    expect_consistent(p, bytes(expected))
+    assert g.state().stored_bytes == 0
+    ours = p.stat().st_size
+    reference = len(gzip.compress(bytes(expected), 6))
+    assert ours <= 1.10 * reference, (ours, reference)
+
+
+def test_single_append_larger_than_1mib_is_split(tmp_path):
+    """A 2.5 MiB append is stored as 1 MiB appends with compressions; never over 204 blocks."""
+    p = tmp_path / NAME
+    rnd = random.Random(13)
+    data = make(rnd, 2_600_000)
+    seen = []
+    g = Gzlog(p, hooks=lambda point, n: seen.append(point) if point == "append.marked" else None)
+    g.append(data)
+    assert seen.count("append.marked") == 3
+    st = g.state()
+    assert (st.last - st.first) // 16389 <= 204
+    expect_consistent(p, data)
+
+
+def test_every_back_value_3_to_10(tmp_path):
+    """Logs whose first stored block starts at each back 3..10 append, compress and recover."""
+    rnd = random.Random(3)
+    main = tmp_path / "main"
+    main.mkdir()
+    p = main / NAME
+    g = Gzlog(p)
+    data = bytearray()
+    snaps: dict[int, tuple[dict[str, bytes], bytes]] = {}
+    for i in range(400):
+        b = make(rnd, rnd.randint(1, 3000), str(i))
+        g.append(b)
+        data += b
+        g.compress()
+        back = g.state().back
+        if back not in snaps:
+            snaps[back] = (snapshot(main), bytes(data))
+        if len(snaps) == 8:
+            break
+    assert sorted(snaps) == list(range(3, 11))
+    for back, (snap, base) in sorted(snaps.items()):
+        d = tmp_path / f"back{back}"
+        restore(snap, d)
+        q = d / NAME
+        expect_consistent(q, base)
+        g = Gzlog(q)
+        assert g.state().back == back and g.state().stored == 0
+        exp = bytearray(base)
+        # crash inside an append to the first block (header bits shared with compressed data)
+        b = make(rnd, 1000, "c1")
+        with pytest.raises(Crash):
+            Gzlog(q, hooks=CrashAt("append.data")).append(b)
+        g = Gzlog(q)
+        exp += b
+        expect_consistent(q, bytes(exp))
+        for b in (b"x", make(rnd, 20000, "big")):  # then cross a block boundary
+            g.append(b)
+            exp += b
+            expect_consistent(q, bytes(exp))
+        assert g.state().back == back
+        # crash in the middle of a compression starting at this back value, recover
+        with pytest.raises(Crash):
+            Gzlog(q, hooks=CrashAt("compress.chunk")).compress()
+        lines = recover(q)
+        assert lines[0].endswith("compress recovery: start")
+        assert lines[-1].endswith("compress recovery: complete")
+        expect_consistent(q, bytes(exp))
+        g = Gzlog(q)
+        g.append(b"y\n")
+        exp += b"y\n"
+        g.compress()
+        expect_consistent(q, bytes(exp))
+        gzip_t(q)
+
+
+# --- G1: crash at every step -------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("point", ALL_POINTS)
+def test_g1_crash_at_every_point(tmp_path, point, n):
+    """A crash at (point, pass n) leaves a log that reopens valid with acked data + batch or not."""
+    p = tmp_path / NAME
+    hook = CrashAt(point, n)
+    tr = Tracker()
+    g = Gzlog(p, hooks=hook)
+    with pytest.raises(Crash):
+        scenario(g, tr)
+    assert hook.fired
+    op = op_on_disk(p)
+    assert aux(p, ".lock").exists()  # a dead process leaves its lock file
+    before = len(repairs(p))
+    t0 = time.monotonic()
+    g2 = Gzlog(p, lock_timeout=10)
+    assert time.monotonic() - t0 < 1.0
+    got = content(p)
+    assert got in tr.allowed()
+    expect_consistent(p, got)
+    gzip_t(p)
+    new = repairs(p)[before:]
+    if op:
+        name = ("append", "compress", "replace")[op - 1]
+        assert new[0].endswith(f"{name} recovery: start")
+        time.strptime(new[0][:24], "%a %b %d %H:%M:%S %Y")  # ctime-style date
+        assert new[0][24:] == f" {name} recovery: start"
+        assert new[-1].endswith(f"{name} recovery: complete")
+    else:
+        assert new == []
+    assert not aux(p, ".lock").exists()
+    g2.append(b"after\n")
+    g2.compress()
+    expect_consistent(p, got + b"after\n")
+
+
+@pytest.mark.parametrize("point", COMPRESS_POINTS)
+def test_g1_crash_in_compression_triggered_by_append(tmp_path, point):
+    """A crash in the compression an append triggers keeps the (already committed) batch."""
+    p = tmp_path / NAME
+    rnd = random.Random(5)
+    tr = Tracker()
+    g = Gzlog(p, hooks=CrashAt(point, 1))
+    tr.append(g, make(rnd, 600_000, "a"))
+    with pytest.raises(Crash):
+        tr.append(g, make(rnd, 600_000, "b"))
+    g = Gzlog(p)
+    got = content(p)
+    assert got == bytes(tr.acked) + tr.inflight
+    expect_consistent(p, got)
+    g.append(b"z\n")  # a compression still due is done before the next append
+    assert g.state().stored_bytes == 2
+    expect_consistent(p, got + b"z\n")
+
+
+RECOVERING_POINTS = [
+    pt for pt in ALL_POINTS if pt not in ("state.pre", "append.add_written", "append.add_unlinked")
+]
+
+
+@pytest.mark.parametrize("first_point", RECOVERING_POINTS)
+def test_g1_crash_during_recovery(tmp_path, first_point):
+    """A second crash at any point of the recovery is itself recovered by the next opener."""
+    p = tmp_path / "a" / NAME
+    p.parent.mkdir()
+    tr = Tracker()
+    with pytest.raises(Crash):
+        scenario(Gzlog(p, hooks=CrashAt(first_point, 1)), tr)
+    crashed = snapshot(p.parent)
+    if op_on_disk(p) == 0:
+        return
+    rec = Recorder()
+    restore(crashed, tmp_path / "probe")
+    Gzlog(tmp_path / "probe" / NAME, hooks=rec)
+    assert rec.seen
+    for i, (point, n) in enumerate(rec.seen):
+        d = tmp_path / f"case{i}"
+        restore(crashed, d)
+        q = d / NAME
+        with pytest.raises(Crash):
+            Gzlog(q, hooks=CrashAt(point, n))
+        Gzlog(q, lock_timeout=10)
+        got = content(q)
+        assert got in tr.allowed(), (point, n)
+        expect_consistent(q, got)
+
+
+# --- I/O errors inside one process ----------------------------------------------
+
+
+def match_batches(got: bytes, ops: list[tuple[bytes, bool]]) -> None:
+    """got must be the acked batches in order, each failed batch whole or absent."""
+    pos = 0
+    for data, ok in ops:
+        if got.startswith(data, pos):
+            pos += len(data)
+        else:
+            assert not ok, f"acknowledged batch missing at offset {pos}"
+    assert pos == len(got), "unexpected bytes at the end"
+
+
+@pytest.mark.parametrize("times", [1, 3])
+@pytest.mark.parametrize("point", ALL_POINTS)
+def test_oserror_then_same_instance_recovers(tmp_path, point, times):
+    """After an I/O error (once or 3 times) the same instance re-reads, recovers, loses no ack."""
+    p = tmp_path / NAME
+    hook = FailAt(point, 2, times)
+    g = Gzlog(p, hooks=hook)
+    rnd = random.Random(9)
+    ops: list[tuple[bytes, bool]] = []
+    for r in range(4):
+        for i, size in enumerate((5, 20000, 30000)):
+            b = f"#{r}.{i}#".encode() + make(rnd, size)  # unique
+            try:
+                g.append(b)
+                ops.append((b, True))
+            except GzlogError as e:
+                assert e.committed in (0, len(b))
+                ops.append((b, e.committed == len(b)))
+        try:
+            g.compress()
+        except GzlogError:
+            pass
+    g.append(b"last\n")
+    ops.append((b"last\n", True))
+    assert hook.fired >= 1
+    got = content(p)
+    match_batches(got, ops)
+    expect_consistent(p, got)
+
+
+def test_append_error_reports_committed_bytes(tmp_path):
+    """A failure in the second 1 MiB piece of a big append reports 1 MiB committed."""
+    p = tmp_path / NAME
+    data = make(random.Random(4), 2_500_000)
+    g = Gzlog(p, hooks=CrashAt("append.marked", 2, exc=lambda: OSError(errno.ENOSPC, "full")))
+    with pytest.raises(GzlogError) as info:
+        g.append(data)
+    assert info.value.committed == 1 << 20
+    assert info.value.errno == errno.ENOSPC
+    Gzlog(p)
+    got = content(p)
+    assert got in (data[: 1 << 20], data[: 2 << 20])
+    expect_consistent(p, got)
+
+
+# --- G5: torn state writes ---------------------------------------------------------
+
+
+def test_g5_torn_state_write(tmp_path):
+    """A state write torn after j of 35 bytes is recovered, or moved aside with a warning."""
+    src = tmp_path / "src"
+    src.mkdir()
+    p = src / NAME
+    marks: list[dict] = []
+    tr = Tracker()
+
+    def hook(point: str, n: int) -> None:
+        if point == "state.pre":
+            marks.append({"files": snapshot(src), "allowed": tr.allowed(), "op": op_on_disk(p)})
+        elif point == "state.post":
+            marks[-1]["new"] = p.read_bytes()[16:51]
+
+    g = Gzlog(p, hooks=hook)
+    rnd = random.Random(21)
+    tr.append(g, make(rnd, 40000, "a"))
+    g.compress()
+    tr.append(g, make(rnd, 100, "b"))
+    tr.append(g, make(rnd, 20000, "c"))
+    g.compress()
+    tr.append(g, make(rnd, 50, "d"))
+    assert len(marks) == 14
+    moved_count = recovered = 0
+    for m, mark in enumerate(marks):
+        for j in range(36):
+            d = tmp_path / f"m{m}j{j}"
+            restore(mark["files"], d)
+            q = d / NAME
+            torn = bytearray(mark["files"][NAME])
+            torn[16 : 16 + j] = mark["new"][:j]
+            q.write_bytes(torn)
+            mode = "raise" if j % 2 else "new"
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                try:
+                    g2 = Gzlog(q, on_corrupt=mode, lock_timeout=10)
+                except GzlogCorruptError as e:
+                    assert mode == "raise" and e.moved_to
+                    g2 = None
+            moved = list(d.glob(NAME + ".corrupt-*"))
+            if moved:
+                moved_count += 1
+                assert len(moved) == 1 and moved[0].read_bytes() == torn
+                assert content(moved[0]) in mark["allowed"]  # still a readable gzip file
+                if mode == "new":
+                    assert any(issubclass(x.category, GzlogWarning) for x in w)
+                    assert content(q) == b""
+                    gzip_t(q)
+                else:
+                    assert g2 is None and not q.exists()
+            else:
+                recovered += 1
+                got = content(q)
+                assert got in mark["allowed"], (m, j)
+                expect_consistent(q, got)
+                gzip_t(q)
+    assert recovered and moved_count
+
+
+# --- G9: auxiliary files removed or truncated before recovery ---------------------
+
+
+def _crash_with_dict(tmp_path: Path, point: str, n: int):
+    """Appends a, compress, appends b and c, compress (...), crashing at (point, n)."""
+    p = tmp_path / NAME
+    rnd = random.Random(31)
+    tr = Tracker()
+    g = Gzlog(p, hooks=CrashAt(point, n))
+    with pytest.raises(Crash):
+        tr.append(g, make(rnd, 50000, "a"))
+        g.compress()
+        assert aux(p, ".dict").stat().st_size == 32768
+        tr.append(g, make(rnd, 30000, "b"))
+        tr.append(g, make(rnd, 300, "c"))
+        g.compress()
+        tr.append(g, make(rnd, 20000, "d"))
+        g.compress()
+    return p, tr
+
+
+def _after_recovery_still_good(p: Path, got: bytes) -> None:
+    g = Gzlog(p)
+    more = make(random.Random(99), 70000, "more")
+    g.append(more)
+    g.compress()
+    expect_consistent(p, got + more)
+    gzip_t(p)
+
+
+G9_CASES = [
+    # (crash point, pass, file, action, expected outcome); compress pass 2 has a P.dict
+    ("append.marked", 2, ".add", "delete", "batch_absent"),
+    ("append.data", 2, ".add", "truncate", "batch_truncated"),
+    ("compress.marked", 2, ".add", "delete", "all"),
+    ("compress.marked", 2, ".add", "truncate", "all"),
+    ("compress.chunk", 2, ".add", "delete", "tail_lost"),
+    ("compress.deflated", 2, ".add", "truncate", "tail_lost"),
+    ("compress.marked", 2, ".dict", "delete", "all"),
+    ("compress.marked", 2, ".dict", "truncate", "all"),
+    ("compress.chunk", 2, ".dict", "truncate", "all"),
+    ("compress.marked", 2, ".temp", "delete", "all"),
+    ("compress.marked", 2, ".temp", "truncate", "all"),
+    ("replace.marked", 2, ".temp", "delete", "all"),
+    ("replace.marked", 2, ".temp", "truncate", "all"),
+    ("replace.renamed", 2, ".dict", "truncate", "all"),
+]
+
+
+@pytest.mark.parametrize(("point", "n", "suffix", "action", "outcome"), G9_CASES)
+def test_g9_aux_file_tampered_before_recovery(tmp_path, point, n, suffix, action, outcome):
+    """Deleting or truncating P.add/P.dict/P.temp after a crash gives the documented outcome."""
+    p, tr = _crash_with_dict(tmp_path, point, n)
+    f = aux(p, suffix)
+    assert f.exists()
+    if action == "delete":
+        f.unlink()
+    else:
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        Gzlog(p)
+    msgs = [str(x.message) for x in w if issubclass(x.category, GzlogWarning)]
+    got = content(p)
+    acked = bytes(tr.acked)
+    if outcome == "all":
+        assert got in tr.allowed() and got.startswith(acked)
+        assert not msgs
+    elif outcome == "batch_absent":
+        assert got == acked
+        assert any("lost" in m for m in msgs)
+        assert repairs(p)[-2].endswith("append recovery: missing .add file!")
+    elif outcome == "batch_truncated":
+        half = len(tr.inflight) // 2
+        assert got == acked + tr.inflight[:half]  # documented: P.add has no checksum
+    elif outcome == "tail_lost":
+        first_clen = 50000
+        assert got == acked[:first_clen]
+        assert any(f"{len(acked) - first_clen} bytes" in m for m in msgs)
+        assert any("lost" in line for line in repairs(p))
+    expect_consistent(p, got)
+    gzip_t(p)
+    _after_recovery_still_good(p, got)
+
+
+def test_g9_compress_recovery_reads_tail_back_from_gz(tmp_path):
+    """With P.add gone before any compressed byte was written, the tail comes from P.gz."""
+    p, tr = _crash_with_dict(tmp_path, "compress.marked", 2)
+    aux(p, ".add").unlink()
+    lines = recover(p)
+    assert any("read the stored tail back" in line for line in lines)
+    assert content(p) == bytes(tr.acked)
+
+
+# --- G10: damaged files -------------------------------------------------------------
+
+
+def _content_log(d: Path) -> tuple[Path, bytes]:
+    """A log with a compressed part and a stored tail of two blocks."""
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / NAME
+    rnd = random.Random(41)
+    g = Gzlog(p)
+    data = make(rnd, 90000, "a")
+    g.append(data)
+    g.compress()
+    tail = make(rnd, 20000, "b")
+    g.append(tail)
+    return p, data + tail
+
+
+def _expect_detected(p: Path, damaged: bytes, good: bytes) -> str:
+    """Open a damaged file: returns 'moved' or 'recovered' (op bits flipped)."""
+    p.write_bytes(damaged)
+    rep = check(p, recover=False, lock_timeout=10)
+    assert p.read_bytes() == damaged
+    if rep["valid"]:
+        # only a flipped operation field passes validation: it must be reported
+        assert rep["op"] != "none"
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        try:
+            Gzlog(p, lock_timeout=10)
+        except GzlogCorruptError as e:
+            assert not rep["valid"]
+            moved = Path(e.moved_to)
+            assert moved.read_bytes() == damaged and not p.exists()
+            assert str(moved) in str(e)
+            moved.unlink()
+            return "moved"
+    assert rep["valid"]
+    assert any(issubclass(x.category, GzlogWarning) for x in w) or repairs(p)
+    assert content(p) == good
+    expect_consistent(p, good)
+    return "recovered"
+
+
+@pytest.mark.parametrize("kind", ["empty", "content"])
+def test_g10_flip_each_bit_of_first_64_bytes(tmp_path, kind):
+    """Every single-bit flip in bytes 0-63 is detected; damaged bytes are never written to."""
+    if kind == "empty":
+        p = tmp_path / NAME
+        Gzlog(p)
+        good = b""
+    else:
+        p, good = _content_log(tmp_path)
+    original = p.read_bytes()
+    outcomes = {"moved": 0, "recovered": 0}
+    for bit in range(64 * 8):
+        damaged = bytearray(original)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        outcomes[_expect_detected(p, bytes(damaged), good)] += 1
+        aux(p, ".repairs").unlink(missing_ok=True)
+    assert outcomes["recovered"] <= 1  # the flag bit of the append operation only
+    assert outcomes["moved"] >= 64 * 8 - 1
+
+
+def test_g10_random_flips_and_truncations(tmp_path):
+    """Seeded random bit flips after byte 64 and truncations are all detected and moved aside."""
+    p, good = _content_log(tmp_path)
+    original = p.read_bytes()
+    rnd = random.Random(43)
+    for trial in range(250):
+        damaged = bytearray(original)
+        if trial < 180:
+            for _ in range(1 + trial % 3):
+                pos = rnd.randrange(64, len(original))
+                damaged[pos] ^= 1 << rnd.randrange(8)
+        else:
+            del damaged[rnd.randrange(1, len(original)) :]
+        if damaged == original:
+            continue
+        assert _expect_detected(p, bytes(damaged), good) == "moved", trial
+
+
+def test_on_corrupt_new_starts_a_fresh_log(tmp_path):
+    """on_corrupt='new' moves the damaged file aside, warns, and appends to a new log."""
+    p, _good = _content_log(tmp_path)
+    damaged = bytearray(p.read_bytes())
+    damaged[-3] ^= 0xFF
+    p.write_bytes(damaged)
+    with pytest.warns(GzlogWarning, match="moved to"):
+        g = Gzlog(p, on_corrupt="new")
+    assert not aux(p, ".dict").exists()  # the old dictionary must not be reused
+    g.append(b"fresh\n")
+    expect_consistent(p, b"fresh\n")
+    (moved,) = tmp_path.glob(NAME + ".corrupt-*")
+    assert moved.read_bytes() == damaged
+
+
+def test_corruption_found_later_blocks_the_instance(tmp_path):
+    """Damage found by a later append raises GzlogCorruptError, then every call refuses."""
+    p = tmp_path / NAME
+    g = Gzlog(p)
+    g.append(b"one\n")
+    raw = bytearray(p.read_bytes())
+    raw[-9] ^= 1  # last data byte of the stored tail
+    st = p.stat()
+    p.write_bytes(raw)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later modification
+    with pytest.raises(GzlogCorruptError, match="CRC"):
+        g.append(b"two\n")
+    with pytest.raises(GzlogError, match="new Gzlog"):
+        g.append(b"three\n")
+    g2 = Gzlog(p)
+    g2.append(b"four\n")
+    expect_consistent(p, b"four\n")
+
+
+def test_check_reports_without_moving(tmp_path):
+    """check() reports a damaged file as invalid and leaves it in place."""
+    p, good = _content_log(tmp_path)
+    rep = check(p)
+    assert rep["valid"] and rep["op"] == "none" and rep["stored_bytes"] == 20000
+    assert rep["file_size"] == p.stat().st_size
+    raw = bytearray(p.read_bytes())
+    raw[100] ^= 0x10
+    p.write_bytes(raw)
+    rep = check(p)
+    assert not rep["valid"] and rep["error"]
+    assert p.read_bytes() == raw
+    with pytest.raises(FileNotFoundError):
+        check(tmp_path / "missing.gz")
+    assert good
+
+
+# --- G11: locks -------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_lock_of_killed_process_taken_over_fast(tmp_path):
+    """A lock left by a SIGKILLed child on this host is taken over in under a second."""
+    p = tmp_path / NAME
+    Gzlog(p)
+    child = subprocess.Popen(
+        [sys.executable, str(WORKER), "hold", str(p), "from the child\n"],
+        stdout=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "held"
+        owner = aux(p, ".lock").read_text().split()
+        assert owner == [socket.gethostname(), str(child.pid)]
+        with pytest.raises(GzlogError, match=r"log\.jsonl\.lock"):
+            Gzlog(p, lock_timeout=0.2)  # the live owner holds it
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert aux(p, ".lock").exists()
+    t0 = time.monotonic()
+    g = Gzlog(p, lock_timeout=10)
+    assert time.monotonic() - t0 < 1.0
+    assert content(p) == b"from the child\n"  # the marked append was redone
+    assert repairs(p)[-1].endswith("append recovery: complete")
+    g.append(b"parent\n")
+    expect_consistent(p, b"from the child\nparent\n")
+
+
+def test_foreign_host_lock_goes_stale_after_300s(tmp_path):
+    """A lock from another host blocks until its mtime is over 300 s old, then is stale."""
+    p = tmp_path / NAME
+    g = Gzlog(p, lock_timeout=0.3)
+    lock = aux(p, ".lock")
+    lock.write_text("some-other-host 4242\n")
+    with pytest.raises(GzlogError, match=r"log\.jsonl\.lock"):
+        g.append(b"blocked\n")
+    old = time.time() - 301
+    os.utime(lock, (old, old))
+    t0 = time.monotonic()
+    g.append(b"ok\n")
+    assert time.monotonic() - t0 < 1.0
+    assert not lock.exists()
+    expect_consistent(p, b"ok\n")
+
+
+def test_c_program_lock_without_owner_goes_stale(tmp_path):
+    """An empty lock file (as the C program makes) is respected, then stale after 300 s."""
+    p = tmp_path / NAME
+    g = Gzlog(p, lock_timeout=0.2)
+    lock = aux(p, ".lock")
+    lock.write_bytes(b"")
+    with pytest.raises(GzlogError):
+        g.append(b"x\n")
+    os.utime(lock, (time.time() - 400, time.time() - 400))
+    g.append(b"y\n")
+    expect_consistent(p, b"y\n")
+
+
+def test_leftover_same_host_lock_of_live_pid_taken_over(tmp_path):
+    """A same-host lock whose owner does not hold the kernel lock is taken over at once."""
+    p = tmp_path / NAME
+    g = Gzlog(p, lock_timeout=5)
+    aux(p, ".lock").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    t0 = time.monotonic()
+    g.append(b"z\n")
+    assert time.monotonic() - t0 < 0.5
+    expect_consistent(p, b"z\n")
+
+
+def test_four_processes_append_to_one_log(tmp_path):
+    """Four processes appending at once: every entry present exactly once, in order per writer."""
+    p = tmp_path / NAME
+    count = 220
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), "write", str(p), str(i), str(count), str(100 + i)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_env(),
+            text=True,
+        )
+        for i in range(4)
+    ]
+    try:
+        for c in children:
+            assert c.stdout.readline().strip() == "ready"
+        for c in children:
+            c.stdin.write("go\n")
+            c.stdin.flush()
+        for c in children:
+            assert c.stdout.readline().strip() == "done"
+            assert c.wait(timeout=120) == 0
+    finally:
+        for c in children:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+    data = content(p)
+    seqs: dict[int, list[int]] = {i: [] for i in range(4)}
+    for line in data.splitlines():
+        e = json.loads(line)
+        seqs[e["id"]].append(e["seq"])
+    assert all(s == list(range(count)) for s in seqs.values())
+    st = Gzlog(p).state()
+    assert st.clen > 0  # compressions happened while four writers shared the log
+    expect_consistent(p, data)
+
+
+@pytest.mark.parametrize("trial", range(8))
+def test_sigkill_at_random_moments(tmp_path, trial):
+    """A writer SIGKILLed after a random number of acks (compressions included) loses no ack."""
+    p = tmp_path / NAME
+    rnd = random.Random(1000 + trial)
+    child = subprocess.Popen(
+        [sys.executable, str(WORKER), "ack", str(p), str(trial)],
+        stdout=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    )
+    try:
+        for _ in range(rnd.randint(1, 400)):
+            line = child.stdout.readline()
+            assert line.startswith("ack ")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    acked = [int(x.split()[1]) for x in [line, *child.stdout.read().splitlines()]]
+    Gzlog(p, lock_timeout=10)
+    data = content(p)
+    seqs = [json.loads(x)["seq"] for x in data.splitlines()]
+    assert seqs == list(range(len(seqs)))  # no gap, no duplicate, no partial line
+    assert len(seqs) - 1 in (acked[-1], acked[-1] + 1)
+    expect_consistent(p, data)
+
+
+def test_symlinked_aux_files_are_not_followed(tmp_path):
+    """Symlinks planted as P.add, P.temp, P.dict, P.repairs, P.lock never touch their targets."""
+    p = tmp_path / NAME
+    g = Gzlog(p)
+    victims = {}
+    for suffix in (".add", ".temp", ".dict", ".repairs"):
+        v = tmp_path / f"victim{suffix}"
+        v.write_bytes(b"V" * 40000)
+        victims[suffix] = v
+        aux(p, suffix).symlink_to(v)
+    data = make(random.Random(51), 60000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GzlogWarning)
+        g.append(data)
+        g.compress()
+        assert not aux(p, ".dict").is_symlink()
+        # a recovery writes P.repairs: plant the symlink again first
+        aux(p, ".repairs").unlink(missing_ok=True)
+        aux(p, ".repairs").symlink_to(victims[".repairs"])
+        with pytest.raises(Crash):
+            Gzlog(p, hooks=CrashAt("append.marked")).append(b"more\n")
+        Gzlog(p)
+    for v in victims.values():
+        assert v.read_bytes() == b"V" * 40000
+    assert not aux(p, ".repairs").is_symlink() and repairs(p)
+    expect_consistent(p, data + b"more\n")
+    # a planted P.lock symlink is judged by its own mtime and removed, never followed
+    lock_victim = tmp_path / "victim.lock"
+    lock_victim.write_text("keep")
+    aux(p, ".lock").symlink_to(lock_victim)
+    os.utime(aux(p, ".lock"), (time.time() - 400, time.time() - 400), follow_symlinks=False)
+    Gzlog(p, lock_timeout=5).append(b"x\n")
+    assert lock_victim.read_text() == "keep"
+    # a symlinked kernel-lock file is refused
+    aux(p, ".lock.k").unlink()
+    aux(p, ".lock.k").symlink_to(lock_victim)
+    with pytest.raises(GzlogError, match="symlink"):
+        Gzlog(p)
+    assert lock_victim.read_text() == "keep"
+
+
+# --- API odds and ends -------------------------------------------------------------------------
+
+
+def test_api_misc(tmp_path):
+    """Path checks, closed instances, context manager, empty appends, recover() on a clean log."""
+    with pytest.raises(ValueError, match=r"\.gz"):
+        Gzlog(tmp_path / "log.jsonl")
+    with pytest.raises(ValueError, match="on_corrupt"):
+        Gzlog(tmp_path / NAME, on_corrupt="ignore")
+    p = tmp_path / NAME
+    with Gzlog(p) as g:
+        g.append(b"")
+        g.append(bytearray(b"ab"))
+        g.append(memoryview(b"cd"))
+        g.compress()
+        g.compress()  # nothing to compress: no-op
+    with pytest.raises(ValueError, match="closed"):
+        g.append(b"x")
+    g.close()
+    assert recover(p) == []
+    expect_consistent(p, b"abcd")
+    assert repr(g).startswith("<Gzlog")
+
+
+def test_empty_file_is_initialised_and_stale_dict_removed(tmp_path):
+    """A zero-length .gz becomes a new log (as in the C program); an old P.dict is deleted."""
+    p = tmp_path / NAME
+    p.write_bytes(b"")
+    aux(p, ".dict").write_bytes(b"D" * 32768)
+    Gzlog(p).append(b"hello\n")
+    assert not aux(p, ".dict").exists()
+    expect_consistent(p, b"hello\n")
+
+
+def test_wrong_dictionary_is_repaired_on_open(tmp_path):
+    """A P.dict that is not the end of the compressed data is rewritten from the verified data."""
+    p, good = _content_log(tmp_path)
+    aux(p, ".dict").write_bytes(b"Q" * 32768)  # stale, full length: cannot be told by size
+    g = Gzlog(p)
+    expect_consistent(p, good)  # includes: P.dict is a suffix of the compressed data
+    more = make(random.Random(61), 50000)
+    g.append(more)
+    g.compress()
+    expect_consistent(p, good + more)
