@@ -4,6 +4,7 @@ Log dicts of metrics with :class:`mimir.Logger`, or attach Mímir's handlers and
 formatter to any :mod:`logging` set-up (``logging.config.dictConfig`` included).
 """
 
+from mimir import serialization
 from mimir._json import SerializationError
 from mimir.formatter import JSONFormatter
 from mimir.jsonl import JSONLFileHandler
@@ -24,4 +25,5 @@ __all__ = [
     "__version__",
     "load",
     "open",
+    "serialization",
 ]

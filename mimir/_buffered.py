@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import deque
 
@@ -58,14 +59,15 @@ class BufferedHandler(Handler):
         # until the flush would fragment the allocator and slow every encode down.
         self._pending = bytearray()
         self._batches: deque[bytearray] = deque()  # swapped out, not yet written
-        # Lock order: self.lock (the stdlib's, held around emit) > _buffer_lock > nothing;
-        # _io_lock > nothing. Neither of the last two is held while taking another lock.
+        self._retained = 0  # bytes swapped out of _pending and not yet written
+        # Lock order: self.lock (the stdlib's, held around emit) > _io_lock > _buffer_lock.
         self._buffer_lock = threading.Lock()
         self._io_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closing = False
         self._closed = False
+        self._forked = False
         self._write_failing = False
         self._dropping = False
         _fork.reset_after_fork(self)
@@ -85,7 +87,7 @@ class BufferedHandler(Handler):
         """Buffer one encoded entry, ending with its newline, for the next batch."""
         with self._buffer_lock:
             pending = self._pending
-            full = len(pending) >= self.max_buffer_bytes
+            full = len(pending) + self._retained >= self.max_buffer_bytes
             if full:
                 self.dropped += 1
             else:
@@ -113,6 +115,11 @@ class BufferedHandler(Handler):
                 target=self._run, name=f"mimir-flush-{id(self):x}", daemon=True
             )
         self._thread.start()
+        mp_util = sys.modules.get("multiprocessing.util")
+        if self._forked and mp_util is not None:
+            # Children of multiprocessing leave through os._exit, skipping
+            # logging.shutdown: its own exit hook writes what the child buffered.
+            mp_util.Finalize(self, self._commit, exitpriority=100)
 
     def _drop(self, record: logging.LogRecord | None) -> None:
         """Report the first entry dropped since writes last succeeded."""
@@ -159,6 +166,7 @@ class BufferedHandler(Handler):
         with self._buffer_lock:
             if self._pending:
                 self._batches.append(self._pending)
+                self._retained += len(self._pending)
                 self._pending = bytearray()
         with self._io_lock:
             batches = self._batches
@@ -176,6 +184,8 @@ class BufferedHandler(Handler):
                         )
                     return
                 batches.popleft()
+                with self._buffer_lock:
+                    self._retained -= len(data)
                 self.written += count
                 self._write_failing = False
                 self._dropping = False
@@ -189,10 +199,12 @@ class BufferedHandler(Handler):
     def _after_fork_in_child(self) -> None:
         self._pending = bytearray()
         self._batches = deque()
+        self._retained = 0
         self._buffer_lock = threading.Lock()
         self._io_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
+        self._forked = True
 
     # -- for subclasses ---------------------------------------------------------
 

@@ -23,7 +23,7 @@ class Handler(logging.Handler):
     def __init__(self, level: int | str = logging.NOTSET) -> None:
         super().__init__(level)
         self.failures = 0
-        self._default_formatter = JSONFormatter()
+        self._default_formatter: JSONFormatter | None = None
         self.on_change: Callable[[], None] | None = None  # see mimir.Logger
 
     def _changed(self) -> None:
@@ -71,8 +71,15 @@ class Handler(logging.Handler):
     @property
     def json_formatter(self) -> JSONFormatter | None:
         """The formatter that builds entries, or None if a non-JSON formatter is set."""
-        formatter = self.formatter or self._default_formatter
+        formatter = self.formatter
+        if formatter is None:
+            return self._fallback_formatter()
         return formatter if isinstance(formatter, JSONFormatter) else None
+
+    def _fallback_formatter(self) -> JSONFormatter:
+        if self._default_formatter is None:
+            self._default_formatter = JSONFormatter()
+        return self._default_formatter
 
     def entry(self, record: logging.LogRecord) -> dict[str, Any]:
         """The entry for ``record``: built by a JSON formatter, else ``{"message": text}``."""
@@ -86,4 +93,4 @@ class Handler(logging.Handler):
         formatter = self.json_formatter
         if formatter is not None:
             return formatter.format(record)
-        return self._default_formatter.encoder.encode({"message": self.format(record)})
+        return self._fallback_formatter().encoder.encode({"message": self.format(record)})

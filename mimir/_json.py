@@ -113,25 +113,25 @@ class Encoder:
             )
         self.user_default = user_default
 
-        def chained_default(encoder: json.JSONEncoder, obj: Any) -> Any:
+        def chained_default(obj: Any) -> Any:
             try:
                 return builtin_default(obj)
             except TypeError:
                 pass
             if user_default is not None:
                 return user_default(obj)
-            return base.default(encoder, obj)
+            return base.default(self._stdlib, obj)  # cls's own default, or the TypeError
 
-        encoder_class = type("MimirEncoder", (base,), {"default": chained_default})
         options = dict(
             skipkeys=skipkeys,
             check_circular=check_circular,
             allow_nan=allow_nan,
             sort_keys=sort_keys,
             separators=separators,
+            default=chained_default,
         )
-        self._stdlib = encoder_class(ensure_ascii=ensure_ascii, **options)
-        self._stdlib_ascii = encoder_class(ensure_ascii=True, **options)
+        self._stdlib = base(ensure_ascii=ensure_ascii, **options)
+        self._stdlib_ascii = base(ensure_ascii=True, **options)
         # orjson gives identical text only for these option values.
         self._orjson_option: int | None = None
         self._orjson_line_option: int | None = None
@@ -217,9 +217,19 @@ class Encoder:
 
 def describe_failure(entry: Any, encoder: json.JSONEncoder, error: Exception) -> str:
     """Say which value of ``entry`` could not be encoded, and what to do about it."""
-    path, value = _find_unencodable(entry, encoder, "entry")
+    try:
+        path, value = _find_unencodable(entry, encoder, "entry", set())
+    except RecursionError:
+        path = None
     if path is None:
+        if isinstance(error, ValueError) and "Out of range float" in str(error):
+            return (
+                f"cannot write entry as JSON: {error}; NaN and infinities are refused because "
+                "allow_nan=False was given"
+            )
         return f"cannot write entry as JSON: {error}"
+    if value is _CIRCULAR:
+        return f"cannot write entry as JSON: {path} contains itself (a circular reference)"
     return (
         f"cannot write {path} (type {type(value).__module__}.{type(value).__qualname__}) as "
         f"JSON: {error}. Pass default= (a function that converts such values to JSON types, "
@@ -227,10 +237,20 @@ def describe_failure(entry: Any, encoder: json.JSONEncoder, error: Exception) ->
     )
 
 
-def _find_unencodable(value: Any, encoder: json.JSONEncoder, path: str) -> tuple[Any, Any]:
+_CIRCULAR = object()
+
+
+def _find_unencodable(
+    value: Any, encoder: json.JSONEncoder, path: str, containers: set[int]
+) -> tuple[Any, Any]:
+    """The path and value of the first thing in ``value`` that ``encoder`` refuses."""
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in containers:
+            return path, _CIRCULAR
+        containers = containers | {id(value)}
     if isinstance(value, Mapping):
         for key, item in value.items():
-            found = _find_unencodable(item, encoder, f"{path}[{key!r}]")
+            found = _find_unencodable(item, encoder, f"{path}[{key!r}]", containers)
             if found[0] is not None:
                 return found
         for key in value:
@@ -241,18 +261,22 @@ def _find_unencodable(value: Any, encoder: json.JSONEncoder, path: str) -> tuple
         return None, None
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = _find_unencodable(item, encoder, f"{path}[{index}]")
+            found = _find_unencodable(item, encoder, f"{path}[{index}]", containers)
             if found[0] is not None:
                 return found
         return None, None
     try:
         encoder.encode(value)
-    except RecursionError:
-        raise
     except (TypeError, ValueError):
+        if id(value) in containers:  # default= keeps wrapping this value
+            return path, value
+        containers = containers | {id(value)}
         try:
             converted = encoder.default(value)
         except (TypeError, ValueError):
             return path, value
-        return _find_unencodable(converted, encoder, path)
+        if isinstance(converted, (Mapping, list, tuple)):
+            found = _find_unencodable(converted, encoder, path, containers)
+            return found if found[0] is not None else (path, value)
+        return path, value  # default= gave back something that cannot be encoded either
     return None, None

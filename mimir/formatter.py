@@ -87,6 +87,9 @@ class JSONFormatter(JsonFormatter):
             **kwargs,
         )
         self._skip_fields.update((_ENTRY_CACHE, _LINE_CACHE))
+        # Identifies this formatter's work cached on records; unlike the formatter
+        # itself it can be pickled with a record (then it matches nothing).
+        self._cache_token = object()
         required = list(self._required_fields)
         # Fields added to structured entries: only what the user asked for.
         self._entry_fields = [field for field in required if field != "message"]
@@ -106,7 +109,7 @@ class JSONFormatter(JsonFormatter):
     def entry(self, record: logging.LogRecord) -> dict[str, Any]:
         """Return the entry for ``record`` as a dict (built once per record)."""
         cached = record.__dict__.get(_ENTRY_CACHE)
-        if cached is not None and cached[0] is self:
+        if cached is not None and cached[0] is self._cache_token:
             return cached[1]
         msg = record.msg
         if isinstance(msg, Mapping):
@@ -121,16 +124,16 @@ class JSONFormatter(JsonFormatter):
         log_data: dict[str, Any] = {}
         self.add_fields(log_data, record, message_dict)
         log_data = self.process_log_record(log_data)
-        record.__dict__[_ENTRY_CACHE] = (self, log_data)
+        record.__dict__[_ENTRY_CACHE] = (self._cache_token, log_data)
         return log_data
 
     def format(self, record: logging.LogRecord) -> str:
         """Return the entry for ``record`` as one line of JSON (encoded once per record)."""
         cached = record.__dict__.get(_LINE_CACHE)
-        if cached is not None and cached[0] is self:
+        if cached is not None and cached[0] is self._cache_token:
             return cached[1]
         line = self.serialize_log_record(self.entry(record))
-        record.__dict__[_LINE_CACHE] = (self, line)
+        record.__dict__[_LINE_CACHE] = (self._cache_token, line)
         return line
 
     def _add_exception_fields(

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 import warnings
 
 from mimir._buffered import BufferedHandler
 
 __all__ = ["JSONLFileHandler", "open_for_append"]
+
+_CHUNK = 1 << 16
+
+
+def _start_of_last_line(filename: str, size: int) -> int:
+    """Offset just after the last newline among the first ``size`` bytes (0 if none)."""
+    with open(filename, "rb") as file:
+        end = size
+        while end > 0:
+            start = max(0, end - _CHUNK)
+            file.seek(start)
+            newline = file.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                return start + newline + 1
+            end = start
+    return 0
 
 
 def open_for_append(filename: str | os.PathLike[str]) -> int:
@@ -42,7 +60,8 @@ class JSONLFileHandler(BufferedHandler):
     Entries are buffered in memory and written in batches (one system call per
     batch) by a background thread at least every ``flush_interval`` seconds, and
     on :meth:`flush`, :meth:`close` and interpreter exit. An existing file is
-    appended to, never truncated. A missing directory or an unwritable path is an
+    appended to, never truncated (but for a torn last line left by a crash, which is
+    moved aside with a warning). A missing directory or an unwritable path is an
     :class:`OSError` at construction. If a write fails half-way, the file is cut
     back to its last complete line and the batch is retried, so the file never
     holds a partial entry of its own making.
@@ -69,21 +88,35 @@ class JSONLFileHandler(BufferedHandler):
             raise
 
     def _terminate_torn_line(self) -> None:
-        """End an unterminated last line (a write cut short by a crash) before appending."""
+        """Deal with a last line that lacks its newline before appending after it.
+
+        A complete JSON value (a file written by another tool) just gets its newline.
+        Anything else is a write cut short by a crash: it is moved to
+        ``<filename>.torn-<time>`` and cut from the log, with a warning, so that the
+        log stays readable and nothing is thrown away.
+        """
         size = os.fstat(self._fd).st_size
-        if not size:
-            return
+        start = _start_of_last_line(self.filename, size)
+        if start == size:
+            return  # empty, or ends with a newline
         with open(self.filename, "rb") as file:
-            file.seek(size - 1)
-            if file.read(1) == b"\n":
-                return
-        warnings.warn(
-            f"{self.filename} ends with an incomplete line (a write cut short?); "
-            "it is terminated so that new entries start on a line of their own",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        os.write(self._fd, b"\n")
+            file.seek(start)
+            fragment = file.read(size - start)
+        try:
+            json.loads(fragment)
+        except ValueError:
+            aside = f"{self.filename}.torn-{time.strftime('%Y%m%dT%H%M%S')}"
+            with open(aside, "ab") as file:
+                file.write(fragment)
+            os.ftruncate(self._fd, start)
+            warnings.warn(
+                f"{self.filename} ended with an incomplete entry of {len(fragment)} bytes "
+                f"(a write cut short by a crash?); it was moved to {aside}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        else:
+            os.write(self._fd, b"\n")
 
     def write_batch(self, data: bytearray) -> None:
         """Append ``data`` with as few writes as possible; undo a partial write on failure."""

@@ -8,19 +8,41 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import orjson
-
 from mimir._buffered import BufferedHandler
 from mimir._handler import Handler
+from mimir._json import orjson
 from mimir._record import EntryRecordFactory
 from mimir.console import ConsoleFormatter
 from mimir.formatter import JSONFormatter
+from mimir.gzlog_handler import GzlogFileHandler
 from mimir.jsonl import JSONLFileHandler
 from mimir.memory import MemoryHandler
 
 __all__ = ["Logger"]
 
-_CONSOLE = object()  # default for formatter=: readable console output
+
+class _Console:
+    """Default of ``formatter=``: print entries readably to standard output."""
+
+    def __repr__(self) -> str:
+        return "<console>"
+
+
+_CONSOLE = _Console()
+
+
+class _PrivateLogger(logging.Logger):
+    """A logger unknown to :mod:`logging`'s manager (so nothing of it outlives its owner).
+
+    The manager clears the level cache of the loggers it knows when levels change
+    or :func:`logging.disable` is called; this one therefore does not cache.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:
+        """Whether a record of ``level`` would be handled, read afresh each time."""
+        if self.disabled or self.manager.disable >= level:
+            return False
+        return level >= self.getEffectiveLevel()
 
 
 class Logger:
@@ -68,14 +90,9 @@ class Logger:
                 "streaming over ZeroMQ (stream=True) is not yet available in this version of "
                 "Mímir; log to a file with filename='run.jsonl' meanwhile"
             )
-        if filename is not None and os.fspath(filename).endswith(".gz"):
-            raise NotImplementedError(
-                f"compressed logs ({os.fspath(filename)!r}) are not yet available in this "
-                "version of Mímir; use a plain '.jsonl' filename meanwhile"
-            )
         self.json_formatter = JSONFormatter(**json_kwargs)
         if name is None:
-            self.logger = logging.Logger("mimir")
+            self.logger = _PrivateLogger("mimir")
         else:
             self.logger = logging.getLogger(f"mimir.{name}")
         self.logger.propagate = False
@@ -88,7 +105,9 @@ class Logger:
         try:
             if maxlen:
                 self.memory = self._add(MemoryHandler(maxlen))
-            if filename is not None:
+            if filename is not None and os.fspath(filename).endswith(".gz"):
+                self._files.append(self._add(GzlogFileHandler(filename)))
+            elif filename is not None:
                 self._files.append(self._add(JSONLFileHandler(filename)))
             console = _console_handler(formatter)
             if console is not None:

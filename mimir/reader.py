@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import os
+import time
 import zlib
 from collections.abc import Iterator
 from typing import IO, Any
@@ -22,9 +23,73 @@ class MalformedLogError(ValueError):
         self.lineno = lineno
 
 
+#: The fixed header of a gzlog file (gzip with an 'ap' extra field), see mimir.gzlog.
+_GZLOG_HEADER = bytes((0x1F, 0x8B, 8, 4, 0, 0, 0, 0, 0, 0xFF, 39, 0, 0x61, 0x70, 35, 0))
+_SNAPSHOT_TRIES = 20
+
+
+def _read_gzlog_snapshot(filename: str) -> bytes:
+    """The bytes of a gzlog file, read while no Mímir writer is changing it.
+
+    Mímir's writers hold an exclusive ``flock`` on ``P.lock.k`` during every
+    append and compression; a shared lock on it (when it exists and is readable,
+    waiting at most about a second) gives a consistent copy.
+    """
+    lock_fd = -1
+    try:
+        lock_fd = os.open(
+            filename[:-3] + ".lock.k", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        )
+    except (OSError, ValueError):
+        pass
+    try:
+        if lock_fd >= 0:
+            import fcntl
+
+            deadline = time.monotonic() + 1.0
+            while True:
+                try:
+                    fcntl.flock(lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        break  # read anyway; the CRC check below catches a torn copy
+                    time.sleep(0.002)
+                except OSError:
+                    break
+        with io.open(filename, "rb") as file:  # noqa: UP020
+            return file.read()
+    finally:
+        if lock_fd >= 0:
+            os.close(lock_fd)  # also drops the flock
+
+
+def _verified_gzip(data: bytes) -> bool:
+    """Whether ``data`` decompresses completely with a matching CRC and length."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as file:
+            while file.read(1 << 20):
+                pass
+    except (EOFError, OSError, zlib.error):
+        return False
+    return True
+
+
 def _open_binary(filename: str) -> IO[bytes]:
     raw = io.open(filename, "rb")  # noqa: SIM115, UP020 (returned open; this module has its own open)
-    if raw.peek(2)[:2] == b"\x1f\x8b":
+    head = raw.peek(16)[:16]
+    if head == _GZLOG_HEADER and filename.endswith(".gz"):
+        # A gzlog may be appended to or compressed in place while we read: read a
+        # consistent copy (retrying a torn one) so that no entry is ever torn or invented.
+        raw.close()
+        data = b""
+        for attempt in range(_SNAPSHOT_TRIES):
+            data = _read_gzlog_snapshot(filename)
+            if _verified_gzip(data):
+                break
+            time.sleep(min(0.001 * 2**attempt, 0.05))
+        return gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb")  # type: ignore[return-value]
+    if head[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     return raw
 

@@ -46,11 +46,27 @@ def deserialize_numpy(dct: dict[str, Any]) -> Any:
     if "__ndarray__" not in dct:
         return dct
     import numpy
+    from numpy.lib.format import descr_to_dtype
 
     data = base64.b64decode(dct["__ndarray__"])
     order = "F" if dct["fortran_order"] else "C"
-    flat = numpy.frombuffer(data, dtype=numpy.dtype(dct["descr"]))
-    return flat.reshape(dct["shape"], order=order).copy()
+    flat = numpy.frombuffer(data, dtype=descr_to_dtype(_descr_from_json(dct["descr"])))
+    # A writable array in the memory order it was logged in.
+    return flat.reshape(dct["shape"], order=order).copy(order=order)
+
+
+def _descr_from_json(descr: Any) -> Any:
+    """Undo what JSON did to a structured dtype's description (tuples became lists)."""
+    if isinstance(descr, str):
+        return descr
+    fields = []
+    for field in descr:
+        name = tuple(field[0]) if isinstance(field[0], list) else field[0]
+        if len(field) == 3:
+            fields.append((name, _descr_from_json(field[1]), tuple(field[2])))
+        else:
+            fields.append((name, _descr_from_json(field[1])))
+    return fields
 
 
 def _numpy_if_loaded() -> Any:

@@ -1,0 +1,199 @@
+"""Compressed line-delimited JSON files in the crash-safe gzlog format (``.jsonl.gz``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mimir._buffered import BufferedHandler
+from mimir.gzlog import (
+    _S,
+    APPEND_OP,
+    MAX_APPEND,
+    Gzlog,
+    GzlogError,
+    GzlogState,
+    crc32_combine,
+)
+
+__all__ = ["GzlogFileHandler"]
+
+_M32 = 0xFFFFFFFF
+
+
+class _Engine(Gzlog):
+    """A :class:`Gzlog` that knows, after a failed append, whether its piece is in the log.
+
+    ``GzlogError.committed`` counts the pieces whose commit was seen; the piece in
+    flight may still be in the log (its commit was written but a later step failed)
+    or will be (its append was marked, so the next opener redoes it). While the lock
+    is still held, the state on disk is compared with the state before the piece:
+    ``landed`` is then true if retrying the piece would duplicate it.
+    """
+
+    landed = False
+    _piece: tuple[int, int, bytes] | None = None
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.landed = False
+        self._piece = None
+        with super()._locked():
+            try:
+                yield
+            except OSError:
+                if self._piece is not None:
+                    self.landed = self._piece_landed(*self._piece)
+                raise
+
+    def _append_piece(self, data: bytes) -> None:
+        s = self._s
+        self._piece = (s.tcrc, s.tlen, data)
+        super()._append_piece(data)
+        self._piece = None
+
+    def _piece_landed(self, tcrc: int, tlen: int, data: bytes) -> bool:
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                head = os.pread(fd, 51, 0)
+            finally:
+                os.close(fd)
+        except OSError:
+            return False  # cannot tell: retry (the engine's recovery sees the rest)
+        if len(head) < 51:
+            return False
+        s = _S(head)
+        if s.op == APPEND_OP:
+            return True  # our append was marked (P.add fsynced first): recovery redoes it
+        n = len(data)
+        return (s.tcrc, s.tlen) == (crc32_combine(tcrc, zlib.crc32(data), n), (tlen + n) & _M32)
+
+
+def _piece_end(data: bytes | bytearray, start: int, limit: int) -> int:
+    """End of the longest run of whole lines from ``start`` of at most ``limit`` bytes.
+
+    A single line longer than the limit makes a run of its own.
+    """
+    end = data.rfind(b"\n", start, start + max(1, limit)) + 1
+    if end <= start:  # one line longer than the limit: it goes whole
+        end = data.find(b"\n", start + max(1, limit) - 1) + 1 or len(data)
+    return end
+
+
+class GzlogFileHandler(BufferedHandler):
+    """Appends entries to a gzip-compressed ``.jsonl.gz`` log in the gzlog format.
+
+    After every batch the file is a complete gzip file that ``zcat``, ``gzip -t``,
+    Python's :mod:`gzip`, pandas and :func:`mimir.load` read, even while it is
+    being written. Entries are buffered in memory and a background thread appends
+    them at least every ``flush_interval`` seconds (or once ``flush_bytes`` are
+    waiting), each batch as durable gzlog appends of whole lines (at most 1 MiB
+    each, fsynced); when the uncompressed tail reaches 1 MiB the same thread
+    compresses it in place. :meth:`flush` commits on the calling thread;
+    :meth:`close` commits, then compresses the remaining tail, so a closed log is
+    fully compressed. With ``flush_interval=0`` every entry is durable before
+    ``emit`` returns.
+
+    A crash (even ``kill -9``) at any moment loses at most the batch in flight,
+    never an acknowledged entry, and never leaves a partial line; the next opener
+    repairs the file. The gzlog lock is held only during an append, so several
+    processes can log to the same file. A failed write is reported once through
+    :meth:`handleError` and retried at the next flush without duplicating what
+    reached the file.
+    """
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        flush_interval: float = 1.0,
+        flush_bytes: int = 1 << 20,
+        max_buffer_bytes: int = 256 << 20,
+        level: int | str = logging.NOTSET,
+    ) -> None:
+        path = os.path.abspath(os.fspath(filename))
+        if not path.endswith(".gz"):
+            raise ValueError(
+                f"a compressed log's filename must end with '.gz' (e.g. 'run.jsonl.gz'), "
+                f"got {os.fspath(filename)!r}"
+            )
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(
+                2,
+                f"cannot create log file: directory {directory!r} does not exist; create it first",
+                path,
+            )
+        self.filename = path
+        self._gzlog = _Engine(path, on_corrupt="new", verify="quick")
+        self._failing = False  # a failure was reported and no write succeeded since
+        super().__init__(flush_interval, flush_bytes, max_buffer_bytes, level)
+
+    def write_batch(self, data: bytes | bytearray) -> None:
+        """Append ``data`` as gzlog appends of whole lines; on failure keep only the rest.
+
+        If an append fails after (part of) ``data`` reached the log, that part is
+        removed from ``data`` (a bytearray, the batch kept for the retry) before the
+        error propagates, so a retry never writes an entry twice.
+        """
+        gz = self._gzlog
+        done = 0
+        while done < len(data):
+            try:  # fill the stored tail up to 1 MiB, not beyond, before it is compressed
+                room = MAX_APPEND - gz.state().stored_bytes
+            except (OSError, ValueError):
+                room = MAX_APPEND
+            end = _piece_end(data, done, room if room > 0 else MAX_APPEND)
+            piece = bytes(data[done:end])
+            try:
+                gz.append(piece)
+            except GzlogError as error:
+                if error.committed >= len(piece) or gz.landed:
+                    done = end
+                first = not self._failing
+                self._failing = True
+                if done == len(data):
+                    # Every entry is in the log (or will be once the log is recovered);
+                    # a later step failed (a compression, an fsync after the commit).
+                    if first:
+                        self.report(
+                            f"{self!r}: the entries were written but the log could not be"
+                            f" finished ({error}); it is repaired at the next write"
+                        )
+                    return
+                if not first:
+                    self._write_failing = True  # this failure streak was already reported
+                if done and isinstance(data, bytearray):
+                    del data[:done]  # what reached the log is not retried
+                raise
+            done = end
+        self._failing = False
+
+    def compress(self) -> None:
+        """Commit what is buffered, then compress the log's uncompressed tail now."""
+        self.flush()
+        with self._io_lock:
+            self._gzlog.compress()
+
+    def state(self) -> GzlogState:
+        """The log's current gzlog state (``stored_bytes`` is the uncompressed tail)."""
+        return self._gzlog.state()
+
+    def close_output(self) -> None:
+        """Compress the stored tail (unless writes are failing), then close the engine."""
+        try:
+            if not self._batches:
+                self._gzlog.compress()
+        except Exception:
+            if not self._failing:
+                self.report(
+                    f"{self!r}: could not compress the log's tail at close (the log stays valid)"
+                )
+        finally:
+            self._gzlog.close()
+
+    def __repr__(self) -> str:
+        return f"<GzlogFileHandler {self.filename}>"

@@ -1,0 +1,552 @@
+"""mimir.Logger: the README's examples and the convenience wrapper's contract."""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import logging
+import math
+import shutil
+import subprocess
+import sys
+import threading
+import types
+
+import numpy
+import pytest
+
+import mimir
+from mimir.serialization import deserialize_numpy, serialize_numpy
+
+JQ = shutil.which("jq")
+
+
+def file_handler_of(logger: mimir.Logger) -> mimir.JSONLFileHandler:
+    """The JSONLFileHandler a Logger attached to its stdlib logger."""
+    (handler,) = [h for h in logger.logger.handlers if isinstance(h, mimir.JSONLFileHandler)]
+    return handler
+
+
+# -- the README, example by example --------------------------------------------------
+
+
+def test_readme_quickstart_prints_each_entry_and_keeps_nothing(capsys):
+    """Quickstart: the default Logger prints every entry to stdout and keeps none in memory."""
+    logger = mimir.Logger()
+    for i in range(100):
+        logger.log({"iteration": i, "training_error": 1.0 / (i + 1)})
+    out = capsys.readouterr().out
+    assert out.count("\n") == 100
+    assert out.splitlines()[0] == "iteration: 0  training_error: 1"
+    assert out.splitlines()[99] == "iteration: 99  training_error: 0.01"
+    assert len(logger) == 0
+    with pytest.raises(IndexError, match="maxlen"):
+        logger[-1]
+    logger.close()
+
+
+def test_readme_memory_example():
+    """Memory: with maxlen=10 the last entry is readable as logger[-1]."""
+    logger = mimir.Logger(maxlen=10)
+    logger.log({"iteration": 0, "training_error": 10})
+    assert logger[-1]["training_error"] == 10
+    logger.close()
+
+
+def test_memory_keeps_only_maxlen_entries(capsys):
+    """With maxlen=10, after 100 entries the ten newest are held, oldest first."""
+    with mimir.Logger(maxlen=10) as logger:
+        for i in range(100):
+            logger.log({"iteration": i})
+        assert len(logger) == 10
+        assert logger[0] == {"iteration": 90}
+        assert logger[-1] == {"iteration": 99}
+        assert [entry["iteration"] for entry in logger] == list(range(90, 100))
+        assert logger[2:4] == [{"iteration": 92}, {"iteration": 93}]
+    assert capsys.readouterr().out.count("\n") == 100
+
+
+def test_memory_maxlen_sys_maxsize_keeps_everything():
+    """maxlen=sys.maxsize keeps every entry, as the README suggests."""
+    with mimir.Logger(maxlen=sys.maxsize, formatter=None) as logger:
+        for i in range(3000):
+            logger.log({"iteration": i})
+        assert len(logger) == 3000
+        assert logger[0] == {"iteration": 0}
+
+
+def test_readme_saving_to_disk_with_jsonl(tmp_path):
+    """Saving to disk: filename='log.jsonl' writes every entry as a JSON line."""
+    path = tmp_path / "log.jsonl"
+    logger = mimir.Logger(filename=str(path), formatter=None)
+    for i in range(100):
+        logger.log({"iteration": i, "training_error": 1.0 / (i + 1)})
+    logger.close()
+    entries = mimir.load(path)
+    assert entries == [{"iteration": i, "training_error": 1.0 / (i + 1)} for i in range(100)]
+
+
+@pytest.mark.skipif(JQ is None, reason="jq is not installed")
+def test_readme_jq_min_by_query(tmp_path):
+    """The README's jq query finds the lowest training error in a saved log."""
+    path = tmp_path / "log.jsonl"
+    with mimir.Logger(filename=path, formatter=None) as logger:
+        for i in range(100):
+            logger.log({"iteration": i, "training_error": 1.0 / (i + 1)})
+    result = subprocess.run(
+        [JQ, "-c", "-s", "min_by(.training_error)", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"iteration": 99, "training_error": 0.01}
+
+
+def test_readme_json_example_with_numpy_default(tmp_path):
+    """JSON: default=serialize_numpy writes arrays that object_hook=deserialize_numpy reads back."""
+    path = tmp_path / "log.jsonl"
+    data = numpy.random.default_rng(0).random((10, 10))
+    with mimir.Logger(filename=path, default=serialize_numpy, formatter=None) as logger:
+        logger.log({"iteration": 0, "data": data})
+    with open(path, encoding="utf-8") as file:
+        entry = json.loads(file.readline(), object_hook=deserialize_numpy)
+    assert entry["iteration"] == 0
+    assert numpy.array_equal(entry["data"], data)
+    assert mimir.load(path, object_hook=deserialize_numpy)[0]["data"].shape == (10, 10)
+
+
+def test_readme_context_manager(tmp_path):
+    """Context manager: leaving the with-block closes the logger and writes the file."""
+    path = tmp_path / "log.jsonl"
+    with mimir.Logger(filename=str(path), formatter=None) as logger:
+        logger.log({"iteration": 0, "training_error": 10})
+        stdlib_logger = logger.logger
+    assert mimir.load(path) == [{"iteration": 0, "training_error": 10}]
+    assert stdlib_logger.handlers == []
+    assert "closed" in repr(logger)
+
+
+def test_readme_saving_to_disk_compressed(tmp_path):
+    """Saving to disk: filename='log.jsonl.gz' writes a gzip log that gzip and mimir.load read."""
+    path = tmp_path / "log.jsonl.gz"
+    with mimir.Logger(filename=str(path), formatter=None) as logger:
+        for i in range(100):
+            logger.log({"iteration": i, "training_error": 1.0 / (i + 1)})
+    expected = [{"iteration": i, "training_error": 1.0 / (i + 1)} for i in range(100)]
+    with gzip.open(path, "rb") as file:
+        assert [json.loads(line) for line in file] == expected
+    assert mimir.load(path) == expected
+
+
+def test_readme_streaming_is_not_yet_available():
+    """stream=True and stream_maxlen= raise NotImplementedError saying so."""
+    with pytest.raises(NotImplementedError, match="not yet available"):
+        mimir.Logger(stream=True, stream_maxlen=50)
+    with pytest.raises(NotImplementedError, match="not yet available"):
+        mimir.Logger(stream=True)
+
+
+# -- the stdlib logger underneath -------------------------------------------------------
+
+
+def test_named_logger_is_registered_and_does_not_propagate():
+    """Logger(name="x") uses logging.getLogger("mimir.x"), which does not propagate."""
+    with mimir.Logger("train", formatter=None) as logger:
+        assert logger.logger is logging.getLogger("mimir.train")
+        assert logger.logger.propagate is False
+
+
+def test_unnamed_logger_is_private():
+    """Logger() uses a stdlib logger that is not registered with logging."""
+    before = dict(logging.Logger.manager.loggerDict)
+    with mimir.Logger(formatter=None) as logger:
+        assert isinstance(logger.logger, logging.Logger)
+        assert logger.logger.propagate is False
+        assert dict(logging.Logger.manager.loggerDict) == before
+        assert all(logger.logger is not obj for obj in before.values())
+
+
+def test_two_unnamed_loggers_are_independent():
+    """Two unnamed Loggers keep separate rings."""
+    with (
+        mimir.Logger(maxlen=5, formatter=None) as first,
+        mimir.Logger(maxlen=5, formatter=None) as second,
+    ):
+        first.log({"who": "first"})
+        second.log({"who": "second"})
+        assert first[:] == [{"who": "first"}]
+        assert second[:] == [{"who": "second"}]
+
+
+def test_entries_do_not_reach_the_root_logger(capsys):
+    """Entries are not propagated to handlers on the root logger."""
+    ring = mimir.MemoryHandler(10)
+    logging.getLogger().addHandler(ring)
+    with mimir.Logger("isolated", maxlen=5, formatter=None) as logger:
+        logger.log({"a": 1})
+    assert len(ring) == 0
+
+
+def test_other_code_can_log_into_a_named_logger(tmp_path):
+    """logging.getLogger("mimir.<name>").info(entry) lands in the Logger's ring and file."""
+    path = tmp_path / "shared.jsonl"
+    with mimir.Logger("shared", filename=path, maxlen=5, formatter=None) as logger:
+        logging.getLogger("mimir.shared").info({"from": "stdlib"}, extra={"run": "r"})
+        logger.log({"from": "mimir"})
+        assert logger[:] == [{"from": "stdlib", "run": "r"}, {"from": "mimir"}]
+    assert mimir.load(path) == [{"from": "stdlib", "run": "r"}, {"from": "mimir"}]
+
+
+# -- log() ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["loss=0.3", 0.3, [("loss", 0.3)], None])
+def test_log_refuses_non_mappings(bad):
+    """Logger.log of something other than a mapping raises TypeError asking for a mapping."""
+    with mimir.Logger(maxlen=5, formatter=None) as logger:
+        with pytest.raises(TypeError, match="mapping"):
+            logger.log(bad)
+        assert len(logger) == 0
+
+
+def test_log_accepts_any_mapping(tmp_path):
+    """OrderedDict, MappingProxyType and other mappings are logged as plain entries."""
+    path = tmp_path / "m.jsonl"
+    mappings = [
+        collections.OrderedDict(a=1),
+        types.MappingProxyType({"b": 2}),
+        collections.ChainMap({"c": 3}),
+    ]
+    with mimir.Logger(filename=path, maxlen=5, formatter=None) as logger:
+        for mapping in mappings:
+            logger.log(mapping)
+        assert [dict(entry) for entry in logger] == [{"a": 1}, {"b": 2}, {"c": 3}]
+    assert mimir.load(path) == [{"a": 1}, {"b": 2}, {"c": 3}]
+
+
+def test_ring_holds_a_copy_of_the_logged_dict():
+    """Changing a dict after logging it does not change the entry held in memory."""
+    with mimir.Logger(maxlen=5, formatter=None) as logger:
+        entry = {"loss": 1.0}
+        logger.log(entry)
+        entry["loss"] = 2.0
+        assert logger[-1] == {"loss": 1.0}
+
+
+def test_ring_and_file_hold_the_same_entries(tmp_path):
+    """The memory ring and the file receive identical entries."""
+    path = tmp_path / "same.jsonl"
+    with mimir.Logger(filename=path, maxlen=100, formatter=None) as logger:
+        for i in range(50):
+            logger.log({"i": i, "nested": {"x": [i, i / 2]}, "big": 2**70 + i})
+        held = logger[:]
+    assert mimir.load(path) == held
+
+
+def test_log_from_many_threads(tmp_path):
+    """Entries logged from several threads all reach the ring and the file."""
+    path = tmp_path / "threads.jsonl"
+    with mimir.Logger(filename=path, maxlen=sys.maxsize, formatter=None) as logger:
+
+        def work(thread):
+            for i in range(1000):
+                logger.log({"t": thread, "i": i})
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(logger) == 4000
+    assert sorted((e["t"], e["i"]) for e in mimir.load(path)) == [
+        (t, i) for t in range(4) for i in range(1000)
+    ]
+
+
+@pytest.mark.parametrize("name", [None, "disable-test"], ids=["unnamed", "named"])
+def test_logging_disable_silences_the_logger(name):
+    """logging.disable(logging.INFO) stops entries and NOTSET lets them through again."""
+    with mimir.Logger(name, maxlen=5, formatter=None) as logger:
+        logging.disable(logging.INFO)
+        logger.log({"a": 1})
+        logging.disable(logging.NOTSET)
+        logger.log({"a": 2})
+        assert logger[:] == [{"a": 2}]
+
+
+@pytest.mark.parametrize("name", [None, "disable-test"], ids=["unnamed", "named"])
+def test_logging_disable_after_logging_takes_effect(name):
+    """logging.disable() called after entries were logged stops further entries."""
+    with mimir.Logger(name, maxlen=5, formatter=None) as logger:
+        logger.log({"a": 1})
+        logging.disable(logging.INFO)
+        logger.log({"a": 2})
+        logging.disable(logging.NOTSET)
+        assert logger[:] == [{"a": 1}]
+
+
+@pytest.mark.parametrize("name", [None, "level-test"], ids=["unnamed", "named"])
+def test_raising_the_stdlib_logger_level_after_logging_applies(name):
+    """logger.logger.setLevel(WARNING) after some entries stops further INFO entries."""
+    with mimir.Logger(name, maxlen=5, formatter=None) as logger:
+        logger.log({"a": 1})
+        logger.logger.setLevel(logging.WARNING)
+        logger.log({"a": 2})
+        assert logger[:] == [{"a": 1}]
+
+
+def test_filters_on_the_stdlib_logger_apply(tmp_path):
+    """A filter added to .logger drops entries from the ring and the file."""
+    path = tmp_path / "filtered.jsonl"
+    with mimir.Logger(filename=path, maxlen=10, formatter=None) as logger:
+        logger.log({"i": 0, "skip": False})
+        logger.logger.addFilter(lambda record: not record.msg.get("skip"))
+        logger.log({"i": 1, "skip": True})
+        logger.log({"i": 2, "skip": False})
+        assert [entry["i"] for entry in logger] == [0, 2]
+    assert [entry["i"] for entry in mimir.load(path)] == [0, 2]
+
+
+def test_handlers_added_by_the_user_receive_records(tmp_path):
+    """A stdlib handler added to .logger receives each entry as a LogRecord with the mapping."""
+    received = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            received.append(record.msg)
+
+    path = tmp_path / "extra.jsonl"
+    with mimir.Logger(filename=path, maxlen=5, formatter=None) as logger:
+        logger.log({"i": 0})
+        logger.logger.addHandler(Collect())
+        logger.log({"i": 1})
+        assert logger[:] == [{"i": 0}, {"i": 1}]
+    assert received == [{"i": 1}]
+    assert mimir.load(path) == [{"i": 0}, {"i": 1}]
+
+
+def test_handler_level_changes_apply(tmp_path):
+    """Raising the level of the Logger's file handler stops INFO entries reaching the file."""
+    path = tmp_path / "level.jsonl"
+    with mimir.Logger(filename=path, maxlen=5, formatter=None) as logger:
+        logger.log({"i": 0})
+        file_handler = file_handler_of(logger)
+        file_handler.setLevel(logging.ERROR)
+        logger.log({"i": 1})
+        assert len(logger) == 2
+    assert mimir.load(path) == [{"i": 0}]
+
+
+@pytest.mark.parametrize("filters", [False, True], ids=["plain", "with-filter"])
+def test_same_bytes_with_and_without_extra_machinery(tmp_path, filters):
+    """What a Logger writes does not depend on whether a pass-through filter is attached."""
+    odd = [
+        {"nan": math.nan, "inf": -math.inf},
+        {"big": 2**100},
+        {"lone": "\ud800", "é": "\U0001f600"},
+        {"np": numpy.float32(0.5), "zero_dim": numpy.array(3)},
+        {1: "int key"},
+        {"status": "null", "none": None},
+    ]
+    path = tmp_path / "a.jsonl"
+    with mimir.Logger(filename=path, maxlen=10, formatter=None) as logger:
+        if filters:
+            logger.logger.addFilter(lambda record: True)
+        for entry in odd:
+            logger.log(entry)
+        held = logger[:]
+    reference = tmp_path / "reference.jsonl"
+    handler = mimir.JSONLFileHandler(reference)
+    stdlib = logging.Logger("reference")
+    stdlib.addHandler(handler)
+    for entry in odd:
+        stdlib.info(entry)
+    handler.close()
+    assert path.read_bytes() == reference.read_bytes()
+    assert len(held) == len(odd)
+    assert held[1] == {"big": 2**100}
+
+
+# -- console output ---------------------------------------------------------------------
+
+
+def test_default_console_output_indents_nested_entries(capsys):
+    """The default console output puts scalars on one line and indents nested mappings."""
+    with mimir.Logger() as logger:
+        logger.log({"iteration": 7, "loss": 0.31, "norms": {"w": 1.5, "b": 0.25}})
+    assert capsys.readouterr().out == "iteration: 7  loss: 0.31\nnorms:\n  w: 1.5  b: 0.25\n"
+
+
+@pytest.mark.parametrize(
+    ("entry", "printed"),
+    [
+        ({"loss": 1 / 3}, "loss: 0.333333"),
+        ({"nan": math.nan, "inf": -math.inf}, "nan: nan  inf: -inf"),
+        ({"name": "run-1", "flag": True, "none": None}, "name: run-1  flag: True  none: None"),
+        ({"empty": {}, "list": [1, 2]}, "empty: {}  list: [1, 2]"),
+        ({"a": {"b": {"c": 1}}}, "a:\n  b:\n    c: 1"),
+        ({"x": 1, "deep": {"y": 2, "z": {"w": 3}}}, "x: 1\ndeep:\n  y: 2\n  z:\n    w: 3"),
+    ],
+)
+def test_default_console_rendering(capsys, entry, printed):
+    """Scalars print compactly on one line; each nested mapping is indented by two spaces."""
+    with mimir.Logger() as logger:
+        logger.log(entry)
+    assert capsys.readouterr().out == printed + "\n"
+
+
+def test_default_console_prints_plain_records_as_text(capsys):
+    """Text records sent to a Logger's stdlib logger print as their message."""
+    with mimir.Logger("console-text") as logger:
+        logging.getLogger("mimir.console-text").info("hello %s", "world")
+        assert logger.logger.handlers
+    assert capsys.readouterr().out == "hello world\n"
+
+
+def test_formatter_none_prints_nothing(capsys):
+    """formatter=None prints nothing."""
+    with mimir.Logger(formatter=None, maxlen=1) as logger:
+        logger.log({"a": 1})
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ""
+
+
+def test_formatter_callable_renders_entries(capsys):
+    """A callable formatter turns each entry into the printed line."""
+    with mimir.Logger(formatter=lambda entry: f"loss={entry['loss']:.2f}") as logger:
+        logger.log({"loss": 0.3333})
+    assert capsys.readouterr().out == "loss=0.33\n"
+
+
+def test_formatter_logging_formatter_is_used(capsys):
+    """A logging.Formatter formats the record of each entry."""
+    with mimir.Logger(formatter=logging.Formatter("%(levelname)s %(message)s")) as logger:
+        logger.log({"a": 1})
+    assert capsys.readouterr().out == "INFO {'a': 1}\n"
+
+
+def test_formatter_of_wrong_type_is_refused():
+    """A formatter that is neither None, a logging.Formatter nor callable is a TypeError."""
+    with pytest.raises(TypeError, match="formatter"):
+        mimir.Logger(formatter=42)
+
+
+def test_console_output_goes_with_file_and_ring(tmp_path, capsys):
+    """Printing does not stop the file and ring from receiving entries."""
+    path = tmp_path / "both.jsonl"
+    with mimir.Logger(filename=path, maxlen=3) as logger:
+        logger.log({"a": 1})
+        assert logger[-1] == {"a": 1}
+    assert mimir.load(path) == [{"a": 1}]
+    assert capsys.readouterr().out == "a: 1\n"
+
+
+# -- json_kwargs ------------------------------------------------------------------------
+
+
+def test_json_kwargs_reach_the_formatter(tmp_path):
+    """sort_keys= and default= given to Logger shape the file's lines."""
+    path = tmp_path / "kw.jsonl"
+    with mimir.Logger(filename=path, formatter=None, sort_keys=True, default=repr) as logger:
+        logger.log({"b": 1, "a": {2, 1}.__class__})
+    assert path.read_text() == '{"a":"<class \'set\'>","b":1}\n'
+
+
+def test_ensure_ascii_reaches_the_file(tmp_path):
+    """ensure_ascii=True given to Logger escapes non-ASCII text in the file."""
+    path = tmp_path / "ascii.jsonl"
+    with mimir.Logger(filename=path, formatter=None, ensure_ascii=True) as logger:
+        logger.log({"name": "Mímir"})
+    assert path.read_bytes() == b'{"name":"M\\u00edmir"}\n'
+
+
+def test_indent_is_refused_by_logger():
+    """indent= is refused: entries are one line each."""
+    with pytest.raises(ValueError, match="indent"):
+        mimir.Logger(indent=2)
+
+
+def test_unknown_keyword_is_refused():
+    """A misspelt keyword is a TypeError, not silently ignored."""
+    with pytest.raises(TypeError):
+        mimir.Logger(maxlength=10)
+
+
+def test_unserializable_entry_is_reported_and_counted(tmp_path, capsys):
+    """An entry the file cannot hold is reported with its key path; the others are written."""
+    path = tmp_path / "bad.jsonl"
+    with mimir.Logger(filename=path, maxlen=5, formatter=None) as logger:
+        logger.log({"i": 0})
+        logger.log({"i": 1, "data": [object()]})
+        logger.log({"i": 2})
+        file_handler = file_handler_of(logger)
+        assert file_handler.failures == 1
+        assert [entry["i"] for entry in logger] == [0, 1, 2]
+    assert mimir.load(path) == [{"i": 0}, {"i": 2}]
+    assert "entry['data'][0]" in capsys.readouterr().err
+
+
+# -- life cycle -------------------------------------------------------------------------
+
+
+def test_close_flushes_closes_and_detaches(tmp_path):
+    """close() writes the file, closes the handlers and removes them from the stdlib logger."""
+    path = tmp_path / "close.jsonl"
+    logger = mimir.Logger("closing", filename=path, maxlen=5, formatter=None)
+    logger.log({"a": 1})
+    handlers = list(logger.logger.handlers)
+    assert len(handlers) == 2
+    logger.close()
+    assert logging.getLogger("mimir.closing").handlers == []
+    assert mimir.load(path) == [{"a": 1}]
+    logger.close()  # idempotent
+    assert mimir.load(path) == [{"a": 1}]
+
+
+def test_flush_writes_without_closing(tmp_path):
+    """flush() writes buffered entries and the Logger keeps working."""
+    path = tmp_path / "flush.jsonl"
+    with mimir.Logger(filename=path, formatter=None) as logger:
+        logger.log({"a": 1})
+        logger.flush()
+        assert mimir.load(path) == [{"a": 1}]
+        logger.log({"a": 2})
+    assert mimir.load(path) == [{"a": 1}, {"a": 2}]
+
+
+def test_ring_stays_readable_after_close():
+    """Entries held in memory can still be read after close()."""
+    logger = mimir.Logger(maxlen=5, formatter=None)
+    logger.log({"a": 1})
+    logger.close()
+    assert logger[-1] == {"a": 1}
+    assert len(logger) == 1
+
+
+def test_context_manager_closes_on_error(tmp_path):
+    """An exception inside the with-block still closes the logger and writes the file."""
+    path = tmp_path / "error.jsonl"
+    with pytest.raises(RuntimeError), mimir.Logger(filename=path, formatter=None) as logger:
+        logger.log({"a": 1})
+        raise RuntimeError("training crashed")
+    assert mimir.load(path) == [{"a": 1}]
+    assert logger.logger.handlers == []
+
+
+def test_failed_construction_leaves_nothing_attached(tmp_path):
+    """A Logger whose file cannot be opened raises OSError and leaves no handler behind."""
+    with pytest.raises(OSError, match="does not exist"):
+        mimir.Logger("broken", filename=tmp_path / "missing" / "x.jsonl", maxlen=5)
+    assert logging.getLogger("mimir.broken").handlers == []
+
+
+def test_repr_names_the_logger():
+    """repr() shows the stdlib logger's name and state."""
+    logger = mimir.Logger("shown", formatter=None)
+    assert "mimir.shown" in repr(logger)
+    logger.close()
+    assert "closed" in repr(logger)
