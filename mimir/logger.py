@@ -59,8 +59,9 @@ class Logger:
             reach with :func:`logging.getLogger`. Without a name the logger is
             private to this object (not registered with :mod:`logging`), so that
             closing it leaves nothing behind.
-        filename: write entries to this file, as line-delimited JSON
-            (:class:`~mimir.JSONLFileHandler`).
+        filename: write entries to this file as line-delimited JSON: compressed,
+            crash-safe gzlog when the name ends in ``.gz`` (:class:`~mimir.GzlogFileHandler`),
+            plain otherwise (:class:`~mimir.JSONLFileHandler`).
         maxlen: keep the last ``maxlen`` entries in memory (:class:`~mimir.MemoryHandler`),
             read with ``logger[-1]``, slices, ``len(logger)`` and iteration.
         stream, stream_maxlen: publish entries over ZeroMQ (not yet available).
@@ -72,7 +73,8 @@ class Logger:
             :class:`~mimir.JSONFormatter`.
 
     The stdlib logger is at ``.logger``; it does not propagate to the root logger.
-    Its handlers are removed and closed by :meth:`close`.
+    Its handlers are removed and closed by :meth:`close`. Two Loggers given the
+    same name share that stdlib logger, and so each other's handlers.
     """
 
     def __init__(
