@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -12,7 +11,7 @@ from mimir._buffered import BufferedHandler
 from mimir._handler import Handler
 from mimir._json import orjson
 from mimir._record import EntryRecordFactory
-from mimir.console import ConsoleFormatter
+from mimir.console import ConsoleFormatter, ConsoleHandler
 from mimir.formatter import JSONFormatter
 from mimir.gzlog_handler import GzlogFileHandler
 from mimir.jsonl import JSONLFileHandler
@@ -257,6 +256,6 @@ def _console_handler(formatter: Any) -> logging.Handler | None:
             "formatter= takes None, a logging.Formatter, or a callable entry -> str; "
             f"got {type(formatter).__name__}"
         )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = ConsoleHandler()
     handler.setFormatter(formatter)
     return handler
