@@ -7,6 +7,7 @@ formatter to any :mod:`logging` set-up (``logging.config.dictConfig`` included).
 from mimir import serialization
 from mimir._json import SerializationError
 from mimir.formatter import JSONFormatter
+from mimir.gzlog_handler import GzlogFileHandler
 from mimir.jsonl import JSONLFileHandler
 from mimir.logger import Logger
 from mimir.memory import MemoryHandler
@@ -16,6 +17,7 @@ from mimir.reader import open_log as open
 __version__ = "0.1.0"
 
 __all__ = [
+    "GzlogFileHandler",
     "JSONFormatter",
     "JSONLFileHandler",
     "Logger",

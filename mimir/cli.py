@@ -1,16 +1,19 @@
-"""The ``mimir`` command: ``mimir demo`` and ``mimir cat``."""
+"""The ``mimir`` command: ``mimir demo``, ``mimir cat`` and ``mimir check``."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
+import socket
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 import mimir
-from mimir.reader import MalformedLogError, iter_lines
+from mimir.reader import MalformedLogError, _open_binary, iter_lines
 
 __all__ = ["main"]
 
@@ -45,6 +48,151 @@ def cat(filenames: Sequence[str]) -> int:
     return 0
 
 
+#: The fixed header of a gzlog file, see mimir.gzlog.
+_GZLOG_HEADER = bytes((0x1F, 0x8B, 8, 4, 0, 0, 0, 0, 0, 0xFF, 39, 0, 0x61, 0x70, 35, 0))
+_OPS = ("none", "append", "compress", "replace")
+
+
+def _count_lines(filename: str) -> tuple[int, int]:
+    """(complete lines, bytes after the last newline) of a plain or compressed log.
+
+    A gzlog is read from a consistent snapshot (see :mod:`mimir.reader`).
+    """
+    lines = 0
+    last = b"\n"
+    partial = 0
+    with _open_binary(filename) as file:
+        while chunk := file.read(1 << 20):
+            lines += chunk.count(b"\n")
+            cut = chunk.rfind(b"\n")
+            partial = partial + len(chunk) if cut < 0 else len(chunk) - cut - 1
+            last = chunk[-1:]
+    return lines, partial if last != b"\n" else 0
+
+
+def _writer_active(klock: str) -> bool:
+    """Whether a Mímir writer holds the kernel lock ``P.lock.k`` right now."""
+    import fcntl
+
+    try:
+        fd = os.open(klock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _lock_holder(lock: str) -> str | None:
+    """Who holds the gzlog lock ``lock``, as far as its file says; None if there is none."""
+    try:
+        st = os.lstat(lock)
+        with open(lock, "rb") as file:
+            words = file.read(256).decode("utf-8", "replace").split()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return f"unknown ({error.strerror})"
+    age = f"{max(0.0, time.time() - st.st_mtime):.0f} s old"
+    if len(words) == 2 and not _writer_active(lock + ".k"):
+        return (
+            f"host {words[0]} pid {words[1]}, left behind (no Mímir writer holds the lock:"
+            f" a dead writer's, taken over), lock {age}"
+        )
+    if len(words) != 2 or not words[1].isdigit():
+        return f"unknown owner (e.g. zlib's gzlog.c), lock {age}"
+    host, pid = words[0], int(words[1])
+    alive = ""
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+            alive = ", running"
+        except ProcessLookupError:
+            alive = ", no such process (a dead writer's lock: it is taken over)"
+        except PermissionError:
+            alive = ", running"
+    return f"host {host} pid {pid}{alive}, lock {age}"
+
+
+def _check_gzlog(filename: str, out) -> int:
+    from mimir import gzlog
+
+    with open(filename, "rb") as file:
+        head = file.read(51)
+    pending = _OPS[(head[50] >> 3) & 3] if len(head) == 51 else "none"
+    holder = _lock_holder(filename[:-3] + ".lock")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", gzlog.GzlogWarning)
+        report = gzlog.check(filename, recover=True, lock_timeout=60)
+    print(f"{filename}: gzlog (compressed log)", file=out)
+    print(f"  lock holder: {holder or 'none'}", file=out)
+    print(f"  operation pending: {pending if pending != 'none' else 'none'}", file=out)
+    if not report["valid"]:
+        print(f"  DAMAGED: {report['error']}", file=out)
+        print(
+            "  the file was left as it is; the next writer moves it aside to "
+            f"{filename}.corrupt-<time> and starts a new log (see `mimir check` in the docs)",
+            file=out,
+        )
+        return 1
+    lines, partial = _count_lines(filename)
+    print(f"  entries: {lines}", file=out)
+    print(f"  bytes compressed: {report['compressed_bytes']}", file=out)
+    print(f"  bytes stored: {report['stored_bytes']} (uncompressed tail)", file=out)
+    if partial:
+        print(f"  last line: incomplete ({partial} bytes without a newline)", file=out)
+    if report["recovered"]:
+        print("  recovered an interrupted operation:", file=out)
+        for line in report["recovered"]:
+            print(f"    {line}", file=out)
+        for warning in caught:
+            print(f"    warning: {warning.message}", file=out)
+        print("  status: recovered", file=out)
+    else:
+        if pending != "none":
+            print(f"  (the {pending} in progress was finished by its writer)", file=out)
+        print("  status: healthy", file=out)
+    return 0
+
+
+def check(filenames: Sequence[str]) -> int:
+    """Report each log's state; recover an interrupted gzlog operation. 1 if one is damaged."""
+    status = 0
+    out = sys.stdout
+    for filename in filenames:
+        with open(filename, "rb") as file:
+            head = file.read(16)
+        if head == _GZLOG_HEADER:
+            status = max(status, _check_gzlog(filename, out))
+        elif head[:2] == b"\x1f\x8b" or filename.endswith(".gz"):
+            print(
+                f"{filename}: not a gzlog file: it does not start with the header of a"
+                " Mímir compressed log (damaged, or a plain gzip file that Mímir cannot"
+                " append to)",
+                file=out,
+            )
+            status = 1
+        else:
+            lines, partial = _count_lines(filename)
+            print(f"{filename}: plain JSON lines", file=out)
+            print(f"  entries: {lines}", file=out)
+            if partial:
+                print(
+                    f"  last line: incomplete ({partial} bytes without a newline: being"
+                    " written, or cut by a crash; readers leave it out)",
+                    file=out,
+                )
+            else:
+                print("  last line: complete", file=out)
+            print("  status: healthy", file=out)
+        out.flush()
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mimir`` command."""
     parser = argparse.ArgumentParser(
@@ -63,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
         "cat", help="print logs as JSON lines (plain or compressed), e.g. for jq"
     )
     cat_parser.add_argument("files", nargs="+", metavar="FILE")
+
+    check_parser = commands.add_parser(
+        "check",
+        help="report a log's state; recover a compressed log after an interrupted write",
+    )
+    check_parser.add_argument("files", nargs="+", metavar="FILE")
     return parser
 
 
@@ -75,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError("--steps must be at least 1")
             demo(args.output, args.steps, args.delay, args.seed)
             return 0
+        if args.command == "check":
+            return check(args.files)
         return cat(args.files)
     except BrokenPipeError:  # e.g. `mimir cat log.jsonl | head`
         sys.stderr.close()

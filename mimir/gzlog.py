@@ -44,8 +44,8 @@ mtime is older than ``stale_after`` seconds (300, as in the C program).
 Waiting polls with sleeps of 2 to 50 ms up to ``lock_timeout`` seconds
 (``None``: forever). The lock is held only inside one call (``append``,
 ``compress``, opening), so several processes can share one log. Before every
-state write the lock file is checked to be ours (inode and mtime) and
-touched.
+state write the lock file is checked to be ours (inode and mtime), and
+touched when its last touch is a second old or more.
 
 Durability
 ----------
@@ -122,9 +122,10 @@ death of the process at that point (``P.lock`` is left behind).
 
 * ``state.pre`` / ``state.post``: just before / after every state write;
 * ``append.add_written`` (``P.add`` and directory fsynced), ``append.marked``
-  (C's bail 8), ``append.data`` (after each data write, bail 1),
-  ``append.block`` (after each last-block header update, bail 2),
-  ``append.trailer`` (trailer written, file truncated),
+  (C's bail 8), ``append.data`` (after the one write of the data, the headers
+  of the blocks it opens and the trailer; bail 1), ``append.block`` (after the
+  update of the previous last block's header, bail 2), ``append.trailer``
+  (file truncated after the trailer, in a recovery),
   ``append.committed`` (final state written), ``append.add_unlinked``;
 * ``compress.add_written``, ``compress.temp_written`` (and directory
   fsynced), ``compress.marked`` (bail 7), ``compress.chunk`` (after each
@@ -154,6 +155,8 @@ from typing import NoReturn
 
 __all__ = [
     "EMPTY_LOG",
+    "MAX_APPEND",
+    "MAX_TAIL",
     "Gzlog",
     "GzlogCorruptError",
     "GzlogError",
@@ -177,7 +180,12 @@ MAX_STORE = 16384  # data bytes per stored block
 _SPAN = MAX_STORE + 5  # distance between the LEN fields of two consecutive full blocks
 TRIGGER = 1024  # compress when the stored tail reaches this many KiB
 DICT_SIZE = 32768
-MAX_APPEND = 1 << 20  # largest single gzlog append
+#: Largest single gzlog append: a longer :meth:`Gzlog.append` is split into
+#: appends of this size, each atomic on its own.
+MAX_APPEND = 1 << 20
+#: Largest uncompressed (stored) tail: an append that would make it longer
+#: compresses the tail first.
+MAX_TAIL = TRIGGER << 10
 _M32 = 0xFFFFFFFF
 _WRITE_CHUNK = 1 << 18
 _READ_CHUNK = 1 << 20
@@ -195,9 +203,12 @@ _NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, e
 class GzlogError(OSError):
     """An operation on a gzlog failed.
 
-    ``committed`` is, for a failed :meth:`Gzlog.append`, the number of bytes of
-    that call's data that are durably in the log; the piece in flight (at most
-    1 MiB) may still appear, whole, once the log is recovered.
+    ``committed`` is, for a failed :meth:`Gzlog.append`, exactly how many bytes
+    of that call's data are in the log, or will be once the log is recovered
+    (an append whose state was marked before the failure is redone by the next
+    opener or call, with the data saved in ``P.add``). Retrying with
+    ``data[committed:]`` therefore neither duplicates nor loses anything. It is 0
+    for the other operations.
     """
 
     committed: int = 0
@@ -316,6 +327,21 @@ def _pwrite_all(fd: int, data: bytes | memoryview, off: int) -> None:
             raise GzlogError(errno.EIO, "short write")
         mv = mv[n:]
         off += n
+
+
+_TOUCH_EVERY = 1.0  # seconds between touches of P.lock while it is held
+_IOV_MAX = 1000  # buffers per pwritev call (Linux allows 1024)
+
+
+def _pwritev_all(fd: int, bufs: list[bytes | memoryview], off: int) -> None:
+    """Write the buffers back to back at off, with as few system calls as possible."""
+    for j in range(0, len(bufs), _IOV_MAX):
+        group = bufs[j : j + _IOV_MAX]
+        want = sum(len(b) for b in group)
+        n = os.pwritev(fd, group, off)
+        if n < want:  # short write: finish the rest plainly
+            _pwrite_all(fd, memoryview(b"".join(group))[n:], off + n)
+        off += want
 
 
 def _hdr(prev: int, back: int, final: bool, length: int) -> bytes:
@@ -449,12 +475,15 @@ class Gzlog:
         self._fd = -1
         self._kfd = -1
         self._lock_id: tuple[int, int] | None = None
+        self._touched = 0.0  # time.monotonic() of the last touch of P.lock
         self._crashed = False
         self._dirty = False
         self._s: _S | None = None
         self._cache: tuple | None = None
         self._known: tuple[int, int, bytes] | None = None  # (ccrc, clen, verified dictionary)
         self._repair_lines: list[str] = []
+        self._inflight: tuple[int, int, memoryview] | None = None  # piece being appended
+        self._marked = False  # the in-flight piece's append mark was written
 
     @property
     def path(self) -> str:
@@ -464,31 +493,76 @@ class Gzlog:
     # --- public operations ---
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        """Append data durably (one gzlog append per MiB), compressing when due."""
+        """Append data durably (one gzlog append per MiB), compressing when due.
+
+        A call of at most :data:`MAX_APPEND` bytes is one gzlog append: after a
+        crash it is wholly present or wholly absent. The stored tail never
+        exceeds :data:`MAX_TAIL` bytes: if the data would not fit, the tail is
+        compressed first. On failure, :attr:`GzlogError.committed` says how much
+        of ``data`` is (or will be, after recovery) in the log.
+        """
         if not isinstance(data, bytes):
-            data = bytes(data)
-        if not data:
+            data = bytes(data)  # a private copy: the caller may reuse its buffer
+        total = len(data)
+        if not total:
             return
+        mv = memoryview(data)  # pieces are zero-copy slices of it
         pos = 0
         try:
             with self._locked():
-                while True:
-                    try:
-                        self._load_checked(deep=False)
-                        s = self._s
-                        if s.due():
-                            self._compress_tail()
-                        while pos < len(data):
-                            piece = data[pos : pos + MAX_APPEND]
-                            self._append_piece(piece)
-                            pos += len(piece)
+                try:
+                    while True:
+                        try:
+                            self._load_checked(deep=False)
+                            s = self._s
                             if s.due():
                                 self._compress_tail()
-                        return
-                    except _Invalid as e:
-                        self._move_aside(str(e))  # raises, or starts a new log
+                            while pos < total:
+                                piece = mv[pos : pos + MAX_APPEND]
+                                if s.tail_len() + len(piece) > MAX_TAIL:
+                                    self._compress_tail()
+                                self._inflight = (s.tcrc, s.tlen, piece)
+                                self._append_piece(piece)
+                                pos += len(piece)
+                                self._inflight = None
+                                if s.due():
+                                    self._compress_tail()
+                            return
+                        except _Invalid as e:
+                            self._move_aside(str(e))  # raises, or starts a new log
+                except OSError:
+                    if self._inflight is not None and self._piece_landed(*self._inflight):
+                        pos += len(self._inflight[2])
+                    raise
+                finally:
+                    self._inflight = None
         except OSError as e:
             self._raise(e, "append to", pos)
+
+    def _piece_landed(self, tcrc: int, tlen: int, piece: memoryview) -> bool:
+        """After a failure inside the append of ``piece`` (lock still held): is it in the log?
+
+        Decided from the state on disk, which the next opener recovers from: an
+        append still marked is redone from ``P.add`` (fsynced before the mark),
+        and a state that already includes the piece has committed it (or the
+        compression after it was started). If the state cannot be read, the
+        in-memory progress decides.
+        """
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                head = _pread(fd, _DATA, 0)
+            finally:
+                os.close(fd)
+        except OSError:
+            head = b""
+        if len(head) < _DATA or head[:16] != HEADER:
+            return self._marked
+        s = _S(head)
+        if s.op == APPEND_OP:
+            return True
+        n = len(piece)
+        return (s.tlen, s.tcrc) == ((tlen + n) & _M32, crc32_combine(tcrc, zlib.crc32(piece), n))
 
     def compress(self) -> None:
         """Compress the stored tail now, if there is one."""
@@ -503,6 +577,20 @@ class Gzlog:
                         self._move_aside(str(e))
         except OSError as e:
             self._raise(e, "compress", 0)
+
+    @property
+    def room(self) -> int:
+        """Bytes an append can add before the stored tail must be compressed (no I/O).
+
+        As of this instance's last operation: another process may have appended
+        since, in which case :meth:`append` compresses first as needed. Callers
+        that split their data (e.g. at line ends) use it to fill the tail up to
+        :data:`MAX_TAIL` without crossing it.
+        """
+        s = self._s
+        if s is None:
+            return MAX_TAIL
+        return max(0, MAX_TAIL - s.tail_len())
 
     def state(self) -> GzlogState:
         """Re-read the state from disk (without the lock, without validation)."""
@@ -646,6 +734,7 @@ class Gzlog:
                     self._unlink(self._lock_new)
             st = os.lstat(self._lock)
             self._lock_id = (st.st_ino, st.st_mtime_ns)
+            self._touched = time.monotonic()
         except BaseException:
             os.close(kfd)  # also drops the flock
             raise
@@ -712,16 +801,20 @@ class Gzlog:
                 os.close(kfd)
 
     def _check_lock(self) -> None:
-        """Raise unless P.lock is still ours; touch it."""
+        """Raise unless P.lock is still ours; touch it (at most every second: the
+        lock goes stale for others after ``stale_after`` seconds, 300 by default)."""
         try:
             st = os.lstat(self._lock)
         except FileNotFoundError:
             st = None
         if st is None or (st.st_ino, st.st_mtime_ns) != self._lock_id:
             raise GzlogError(errno.ENOLCK, f"gzlog: lost the lock {self._lock}")
-        os.utime(self._lock, follow_symlinks=False)
-        st = os.lstat(self._lock)
-        self._lock_id = (st.st_ino, st.st_mtime_ns)
+        now = time.monotonic()
+        if now - self._touched >= _TOUCH_EVERY:
+            os.utime(self._lock, follow_symlinks=False)
+            st = os.lstat(self._lock)
+            self._lock_id = (st.st_ino, st.st_mtime_ns)
+            self._touched = now
 
     # --- auxiliary files ---
 
@@ -1044,6 +1137,8 @@ class Gzlog:
             self._hit("state.pre")
         if os.pwrite(fd, self._s.pack(op), 16) != 35:
             raise GzlogError(errno.EIO, f"gzlog: short state write to {self._path}")
+        if op == APPEND_OP:
+            self._marked = True
         os.fsync(fd)
         self._dirty = False
         self._s.op = op
@@ -1064,7 +1159,8 @@ class Gzlog:
         self._dirty = True
         _pwrite_all(self._fd, _hdr(prev, back, final, s.stored), s.last - n)
 
-    def _append_piece(self, data: bytes) -> None:
+    def _append_piece(self, data: bytes | memoryview) -> None:
+        self._marked = False
         self._write_aux(self._add, data)
         self._fsync_dir()
         hooked = self._hooks is not None
@@ -1073,38 +1169,51 @@ class Gzlog:
         self._mark(APPEND_OP)
         if hooked:
             self._hit("append.marked")
-        self._do_append(data)
+        self._do_append(data, recovery=False)
 
-    def _do_append(self, data: bytes) -> None:
-        """Steps 3-6 of an append (also the append recovery)."""
+    def _do_append(self, data: bytes | memoryview, *, recovery: bool = True) -> None:
+        """Steps 3-6 of an append (also the append recovery).
+
+        The new bytes (data, the headers of the blocks it opens, the trailer) go
+        out in one vectored write, then the last block's header is rewritten: a
+        few system calls and one CRC pass per append, whatever its size.
+        """
         s, fd = self._s, self._fd
         hooked = self._hooks is not None
-        self._write_last(True)
-        off = s.last + 4 + s.stored
+        total = len(data)
+        back = s.back if s.last == s.first else 8
+        hpos = s.last - (2 if back > 8 else 1)
+        prev = 0
+        if back != 8:  # the header's first byte also holds bits of earlier data
+            b = _pread(fd, 1, hpos)
+            if len(b) != 1:
+                raise GzlogError(errno.EIO, f"gzlog: short read from {self._path}")
+            prev = b[0]
         mv = memoryview(data)
-        i, total = 0, len(mv)
-        while i < total:
-            put = min(MAX_STORE - s.stored, total - i)
-            if put:
-                chunk = mv[i : i + put]
-                _pwrite_all(fd, chunk, off)
-                if hooked:
-                    self._hit("append.data")
-                s.tcrc = zlib.crc32(chunk, s.tcrc)
-                s.tlen = (s.tlen + put) & _M32
-                s.stored += put
-                i += put
-                off += put
-            if i < total:
-                self._write_last(False)
-                s.last += 4 + s.stored + 1
-                s.stored = 0
-                off = s.last + 4
-            self._write_last(True)
-            if hooked:
-                self._hit("append.block")
-        _pwrite_all(fd, _TRAILER.pack(s.tcrc, s.tlen), off)
-        os.ftruncate(fd, off + 8)
+        put = min(MAX_STORE - s.stored, total)
+        first_len = s.stored + put
+        bufs: list[bytes | memoryview] = [mv[:put]] if put else []
+        last, stored, i = s.last, first_len, put
+        while i < total:  # open new blocks: header byte right after the previous data
+            n = min(MAX_STORE, total - i)
+            last += 4 + stored + 1
+            bufs.append(_hdr(0, 8, i + n == total, n))
+            bufs.append(mv[i : i + n])
+            stored = n
+            i += n
+        tcrc = zlib.crc32(data, s.tcrc) if total else s.tcrc
+        tlen = (s.tlen + total) & _M32
+        bufs.append(_TRAILER.pack(tcrc, tlen))
+        self._dirty = True
+        _pwritev_all(fd, bufs, s.last + 4 + s.stored)
+        if hooked and total:
+            self._hit("append.data")
+        _pwrite_all(fd, _hdr(prev, back, last == s.last, first_len), hpos)
+        if hooked:
+            self._hit("append.block")
+        if recovery:  # else the file ended at the old trailer: the writes extended it
+            os.ftruncate(fd, last + 4 + stored + 8)
+        s.last, s.stored, s.tcrc, s.tlen = last, stored, tcrc, tlen
         if hooked:
             self._hit("append.trailer")
         self._mark(NO_OP)
@@ -1165,20 +1274,25 @@ class Gzlog:
             c = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
         comp = c.compress(data) + c.flush(zlib.Z_PARTIAL_FLUSH)
         self._check_lock()
-        # Python has no deflatePrime: shift the output by k bits, OR in the kept bits.
-        val = (int.from_bytes(comp, "little") << k) | kept
+        # Python has no deflatePrime: shift the output by k bits, OR in the kept bits
+        # (one big-integer pass; none when the stored block began on a byte boundary).
+        if k:
+            out = ((int.from_bytes(comp, "little") << k) | kept).to_bytes(len(comp) + 1, "little")
+        else:
+            out = comp
         # The partial flush ends with an empty static block (bits 0,1,0 + seven 0s);
-        # its second bit is the last 1-bit. Its first bit is where the new first
+        # its second bit is the last 1-bit. Its first bit (h) is where the new first
         # stored block's header goes.
-        h = val.bit_length() - 2
-        if h < k or (val >> h) != 2:
+        top = len(out) - 1
+        while top >= 0 and not out[top]:
+            top -= 1
+        h = top * 8 + out[top].bit_length() - 2 if top >= 0 else -1
+        if h < k or (out[h >> 3] >> (h & 7)) & 1:
             raise GzlogError(errno.EIO, "gzlog: unexpected deflate output (no partial flush)")
         nf = (h + 10) // 8  # new first, relative to start
         nb = nf * 8 - h  # new back, 3..10
-        nn = 2 if nb > 8 else 1
-        body = (val & ((1 << h) - 1)).to_bytes(nf, "little")
-        mv = memoryview(body)
-        cut = nf - nn
+        cut = h >> 3  # the byte holding the header's first bit: bits below h are kept
+        mv = memoryview(out)
         for off in range(0, cut, _WRITE_CHUNK):
             self._dirty = True
             _pwrite_all(fd, mv[off : min(off + _WRITE_CHUNK, cut)], start + off)
@@ -1186,7 +1300,7 @@ class Gzlog:
                 self._hit("compress.chunk")
         if hooked:
             self._hit("compress.deflated")
-        tail = _hdr(body[cut], nb, True, 0) + _TRAILER.pack(s.tcrc, s.tlen)
+        tail = _hdr(out[cut], nb, True, 0) + _TRAILER.pack(s.tcrc, s.tlen)
         _pwrite_all(fd, tail, start + cut)
         os.ftruncate(fd, start + cut + len(tail))
         self._dirty = True

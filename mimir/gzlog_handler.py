@@ -4,73 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from mimir._buffered import BufferedHandler
-from mimir.gzlog import (
-    _S,
-    APPEND_OP,
-    MAX_APPEND,
-    Gzlog,
-    GzlogError,
-    GzlogState,
-    crc32_combine,
-)
+from mimir.gzlog import MAX_APPEND, Gzlog, GzlogError, GzlogState
 
 __all__ = ["GzlogFileHandler"]
-
-_M32 = 0xFFFFFFFF
-
-
-class _Engine(Gzlog):
-    """A :class:`Gzlog` that knows, after a failed append, whether its piece is in the log.
-
-    ``GzlogError.committed`` counts the pieces whose commit was seen; the piece in
-    flight may still be in the log (its commit was written but a later step failed)
-    or will be (its append was marked, so the next opener redoes it). While the lock
-    is still held, the state on disk is compared with the state before the piece:
-    ``landed`` is then true if retrying the piece would duplicate it.
-    """
-
-    landed = False
-    _piece: tuple[int, int, bytes] | None = None
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.landed = False
-        self._piece = None
-        with super()._locked():
-            try:
-                yield
-            except OSError:
-                if self._piece is not None:
-                    self.landed = self._piece_landed(*self._piece)
-                raise
-
-    def _append_piece(self, data: bytes) -> None:
-        s = self._s
-        self._piece = (s.tcrc, s.tlen, data)
-        super()._append_piece(data)
-        self._piece = None
-
-    def _piece_landed(self, tcrc: int, tlen: int, data: bytes) -> bool:
-        try:
-            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                head = os.pread(fd, 51, 0)
-            finally:
-                os.close(fd)
-        except OSError:
-            return False  # cannot tell: retry (the engine's recovery sees the rest)
-        if len(head) < 51:
-            return False
-        s = _S(head)
-        if s.op == APPEND_OP:
-            return True  # our append was marked (P.add fsynced first): recovery redoes it
-        n = len(data)
-        return (s.tcrc, s.tlen) == (crc32_combine(tcrc, zlib.crc32(data), n), (tlen + n) & _M32)
 
 
 def _piece_end(data: bytes | bytearray, start: int, limit: int) -> int:
@@ -128,34 +66,39 @@ class GzlogFileHandler(BufferedHandler):
                 path,
             )
         self.filename = path
-        self._gzlog = _Engine(path, on_corrupt="new", verify="quick")
+        self._gzlog = Gzlog(path, on_corrupt="new", verify="quick")
         self._failing = False  # a failure was reported and no write succeeded since
         super().__init__(flush_interval, flush_bytes, max_buffer_bytes, level)
 
     def write_batch(self, data: bytes | bytearray) -> None:
         """Append ``data`` as gzlog appends of whole lines; on failure keep only the rest.
 
-        If an append fails after (part of) ``data`` reached the log, that part is
-        removed from ``data`` (a bytearray, the batch kept for the retry) before the
-        error propagates, so a retry never writes an entry twice.
+        Each append fills the log's uncompressed tail up to its 1 MiB limit (the
+        engine compresses the tail first when the next lines do not fit). If an
+        append fails, the bytes the engine reports as committed (in the log, or
+        redone by its recovery) are removed from ``data`` (a bytearray, the batch
+        kept for the retry) before the error propagates, so a retry never writes
+        an entry twice and never skips one.
         """
         gz = self._gzlog
         done = 0
-        while done < len(data):
-            try:  # fill the stored tail up to 1 MiB, not beyond, before it is compressed
-                room = MAX_APPEND - gz.state().stored_bytes
-            except (OSError, ValueError):
-                room = MAX_APPEND
-            end = _piece_end(data, done, room if room > 0 else MAX_APPEND)
-            piece = bytes(data[done:end])
+        total = len(data)
+        while done < total:
+            end = data.rfind(b"\n", done, done + gz.room) + 1
+            if end <= done:  # not even one line fits: the engine compresses first
+                end = _piece_end(data, done, MAX_APPEND)
+            if isinstance(data, bytes):
+                piece = data if done == 0 and end == total else data[done:end]
+            else:
+                with memoryview(data) as view:  # one copy, released before any resize
+                    piece = bytes(view[done:end])
             try:
                 gz.append(piece)
             except GzlogError as error:
-                if error.committed >= len(piece) or gz.landed:
-                    done = end
+                done += error.committed
                 first = not self._failing
                 self._failing = True
-                if done == len(data):
+                if done == total:
                     # Every entry is in the log (or will be once the log is recovered);
                     # a later step failed (a compression, an fsync after the commit).
                     if first:

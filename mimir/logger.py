@@ -16,6 +16,7 @@ from mimir.formatter import JSONFormatter
 from mimir.gzlog_handler import GzlogFileHandler
 from mimir.jsonl import JSONLFileHandler
 from mimir.memory import MemoryHandler
+from mimir.zmq_handler import ZMQStreamHandler
 
 __all__ = ["Logger"]
 
@@ -63,7 +64,13 @@ class Logger:
             plain otherwise (:class:`~mimir.JSONLFileHandler`).
         maxlen: keep the last ``maxlen`` entries in memory (:class:`~mimir.MemoryHandler`),
             read with ``logger[-1]``, slices, ``len(logger)`` and iteration.
-        stream, stream_maxlen: publish entries over ZeroMQ (not yet available).
+        stream: publish every entry over ZeroMQ (:class:`~mimir.zmq_handler.ZMQStreamHandler`)
+            on ``stream_address``, for ``mimir tail``, :mod:`mimir.stream` clients and
+            live plots. Needs ``pip install "mimir-logger[zmq]"``.
+        stream_maxlen: replay the last ``stream_maxlen`` entries to clients that join
+            late, on ``replay_address``; 0 replays nothing.
+        stream_address, replay_address: where the stream and the replay are bound
+            (loopback by default; port 0 picks a free port, see ``.stream.address``).
         formatter: console output. By default each entry is printed readably to
             standard output; ``None`` prints nothing; a :class:`logging.Formatter` or
             a callable ``entry -> str`` changes how entries are printed.
@@ -84,13 +91,12 @@ class Logger:
         stream: bool = False,
         stream_maxlen: int = 0,
         formatter: Any = _CONSOLE,
+        stream_address: str = "tcp://127.0.0.1:5557",
+        replay_address: str = "tcp://127.0.0.1:5556",
         **json_kwargs: Any,
     ) -> None:
-        if stream or stream_maxlen:
-            raise NotImplementedError(
-                "streaming over ZeroMQ (stream=True) is not yet available in this version of "
-                "Mímir; log to a file with filename='run.jsonl' meanwhile"
-            )
+        if stream_maxlen and not stream:
+            raise ValueError(f"stream_maxlen={stream_maxlen} needs stream=True")
         self.json_formatter = JSONFormatter(**json_kwargs)
         if name is None:
             self.logger = _PrivateLogger("mimir")
@@ -101,15 +107,21 @@ class Logger:
         self._make_record = EntryRecordFactory(self.logger.name, logging.INFO)
         self.handlers: list[logging.Handler] = []
         self.memory: MemoryHandler | None = None
-        self._files: list[BufferedHandler] = []
+        self.stream: ZMQStreamHandler | None = None
+        self._line_handlers: list[BufferedHandler | ZMQStreamHandler] = []
         self._closed = False
         try:
             if maxlen:
                 self.memory = self._add(MemoryHandler(maxlen))
             if filename is not None and os.fspath(filename).endswith(".gz"):
-                self._files.append(self._add(GzlogFileHandler(filename)))
+                self._line_handlers.append(self._add(GzlogFileHandler(filename)))
             elif filename is not None:
-                self._files.append(self._add(JSONLFileHandler(filename)))
+                self._line_handlers.append(self._add(JSONLFileHandler(filename)))
+            if stream:
+                self.stream = self._add(
+                    ZMQStreamHandler(stream_address, replay_address, replay=stream_maxlen)
+                )
+                self._line_handlers.append(self.stream)
             console = _console_handler(formatter)
             if console is not None:
                 self.handlers.append(console)
@@ -156,8 +168,8 @@ class Logger:
         if memory is not None:
             entry = dict(entry)  # the ring keeps a copy, as the formatter would build
             memory.add_entry(entry)
-        files = self._files
-        if not files:
+        line_handlers = self._line_handlers
+        if not line_handlers:
             return
         line = None
         if self._orjson_line is not None:
@@ -173,10 +185,10 @@ class Logger:
                 raise
             except Exception:
                 record = self._make_record(entry)
-                for handler in files:
+                for handler in line_handlers:
                     handler.handleError(record)
                 return
-        for handler in files:
+        for handler in line_handlers:
             try:
                 handler.add_line(line)
             except RecursionError:

@@ -21,6 +21,7 @@ import pytest
 
 from mimir.gzlog import (
     EMPTY_LOG,
+    MAX_TAIL,
     Gzlog,
     GzlogCorruptError,
     GzlogError,
@@ -430,8 +431,8 @@ def test_g1_crash_in_compression_triggered_by_append(tmp_path, point):
     tr = Tracker()
     g = Gzlog(p, hooks=CrashAt(point, 1))
     tr.append(g, make(rnd, 600_000, "a"))
-    with pytest.raises(Crash):
-        tr.append(g, make(rnd, 600_000, "b"))
+    with pytest.raises(Crash):  # fills the tail to exactly 1 MiB: compression due after it
+        tr.append(g, make(rnd, MAX_TAIL - 600_000, "b"))
     g = Gzlog(p)
     got = content(p)
     assert got == bytes(tr.acked) + tr.inflight
@@ -517,19 +518,89 @@ def test_oserror_then_same_instance_recovers(tmp_path, point, times):
     expect_consistent(p, got)
 
 
-def test_append_error_reports_committed_bytes(tmp_path):
-    """A failure in the second 1 MiB piece of a big append reports 1 MiB committed."""
+@pytest.mark.parametrize(
+    ("point", "expected"), [("append.add_written", 1 << 20), ("append.marked", 2 << 20)]
+)
+def test_append_error_reports_committed_bytes(tmp_path, point, expected):
+    """A failure in the second 1 MiB piece of a big append reports 1 MiB committed, or
+    2 MiB once that piece's append was marked (recovery redoes it)."""
     p = tmp_path / NAME
     data = make(random.Random(4), 2_500_000)
-    g = Gzlog(p, hooks=CrashAt("append.marked", 2, exc=lambda: OSError(errno.ENOSPC, "full")))
+    g = Gzlog(p, hooks=CrashAt(point, 2, exc=lambda: OSError(errno.ENOSPC, "full")))
     with pytest.raises(GzlogError) as info:
         g.append(data)
-    assert info.value.committed == 1 << 20
+    assert info.value.committed == expected
     assert info.value.errno == errno.ENOSPC
     Gzlog(p)
     got = content(p)
-    assert got in (data[: 1 << 20], data[: 2 << 20])
+    assert got == data[:expected]
     expect_consistent(p, got)
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])
+@pytest.mark.parametrize("point", ALL_POINTS)
+def test_committed_is_exact_after_a_failure_at_every_point(tmp_path, point, nth):
+    """After an I/O error at any hook point (pass 1-3) of a multi-piece append with
+    compressions, the recovered log holds exactly data[:committed], and retrying the rest
+    completes it: no duplicate, no loss."""
+    p = tmp_path / NAME
+    rnd = random.Random(11)
+    before = make(rnd, 700_000, "before")
+    Gzlog(p).append(before)
+    data = make(rnd, 2_600_000, "x")  # 3 pieces, 3 compressions in one call
+    hook = FailAt(point, nth, 1)
+    g = Gzlog(p, hooks=hook)
+    try:
+        g.append(data)
+        committed = len(data)
+    except GzlogError as e:
+        committed = e.committed
+    assert hook.fired, "the fault point was never reached"
+    assert 0 <= committed <= len(data)
+    Gzlog(p)  # a new opener (the process could have died now): recovery
+    assert content(p) == before + data[:committed], committed
+    g.append(data[committed:])  # the retry, by the instance that failed
+    expect_consistent(p, before + data)
+
+
+def test_committed_when_the_state_on_disk_decides(tmp_path):
+    """A failure after the append's state was marked counts the piece (recovery redoes it);
+    a failure before the mark does not."""
+    p = tmp_path / NAME
+    for point, landed in (("append.add_written", False), ("append.marked", True)):
+        p.unlink(missing_ok=True)
+        g = Gzlog(p, hooks=CrashAt(point, 1, exc=lambda: OSError(errno.EIO, "x")))
+        with pytest.raises(GzlogError) as info:
+            g.append(b"abc\n")
+        assert info.value.committed == (4 if landed else 0)
+        assert op_on_disk(p) == (1 if landed else 0)
+        Gzlog(p)
+        assert content(p) == (b"abc\n" if landed else b"")
+
+
+def test_stored_tail_never_exceeds_max_tail(tmp_path):
+    """At every state write, the stored tail is at most MAX_TAIL (1 MiB), whatever the sizes."""
+    p = tmp_path / NAME
+    seen: list[int] = []
+
+    def hook(point: str, n: int) -> None:
+        if point == "state.post":
+            seen.append(Gzlog.state(g).stored_bytes)
+
+    g = Gzlog(p, hooks=hook)
+    rnd = random.Random(2)
+    expected = bytearray()
+    for size in [1_048_000, 1000, 576, 1, 1_048_575, 2, 3_000_000, 100] + [
+        rnd.randrange(1, 400_000) for _ in range(30)
+    ]:
+        data = make(rnd, size)
+        g.append(data)
+        expected += data
+        assert g.state().stored_bytes <= MAX_TAIL
+        assert g.room == MAX_TAIL - g.state().stored_bytes
+    assert seen and max(seen) <= MAX_TAIL
+    assert max(seen) > MAX_TAIL - 20_000  # the tail is filled, not compressed early
+    expect_consistent(p, bytes(expected))
 
 
 # --- G5: torn state writes ---------------------------------------------------------

@@ -151,6 +151,34 @@ def test_background_thread_writes_without_flush(tmp_path: Path, closing: Any, wa
     assert wait_until(lambda: len(lines_of(path)) == 1)
 
 
+def test_stored_tail_never_exceeds_1_mib(tmp_path: Path, closing: Any) -> None:
+    """Over a run crossing several compressions the uncompressed tail stays <= 1 MiB,
+    after each flush and at every state write in between."""
+    path = tmp_path / "run.jsonl.gz"
+    handler = make_handler(path, closing, flush_interval=60)
+    at_writes: list[int] = []
+
+    def hook(point: str, n: int) -> None:
+        if point == "state.post":
+            at_writes.append(handler.state().stored_bytes)
+
+    handler._gzlog._hooks = hook
+    rng = random.Random(5)
+    seq = peak = 0
+    for _ in range(150):
+        for _ in range(rng.randrange(1, 60)):
+            handler.add_line(line(seq, rng.choice((40, 500, 5000, 30000, 200_000))))
+            seq += 1
+        handler.flush()
+        state = handler.state()
+        assert state.stored_bytes <= 1 << 20, state
+        peak = max(peak, state.stored_bytes)
+    assert handler.state().clen > 5 << 20  # several compressions
+    assert max(at_writes) <= 1 << 20 and peak > 900_000
+    handler.close()
+    assert [json.loads(x)["seq"] for x in lines_of(path)] == list(range(seq))
+
+
 # --- G3: SIGKILL -------------------------------------------------------------------
 
 KILL_CHILD = r"""

@@ -141,12 +141,21 @@ def test_readme_saving_to_disk_compressed(tmp_path):
     assert mimir.load(path) == expected
 
 
-def test_readme_streaming_is_not_yet_available():
-    """stream=True and stream_maxlen= raise NotImplementedError saying so."""
-    with pytest.raises(NotImplementedError, match="not yet available"):
-        mimir.Logger(stream=True, stream_maxlen=50)
-    with pytest.raises(NotImplementedError, match="not yet available"):
-        mimir.Logger(stream=True)
+def test_readme_streaming_binds_loopback_defaults():
+    """The README's Logger(stream=True, stream_maxlen=50) streams on 127.0.0.1:5557/5556."""
+    pytest.importorskip("zmq")
+    import mimir.stream
+
+    with mimir.Logger(stream=True, stream_maxlen=50, formatter=None) as logger:
+        assert logger.stream.address == "tcp://127.0.0.1:5557"
+        assert logger.stream.replay_address == "tcp://127.0.0.1:5556"
+        for i in range(100):
+            logger.log({"iteration": i, "training_error": 1.0 / (i + 1)})
+        with mimir.stream.subscribe(logger.stream.address, logger.stream.replay_address) as sub:
+            with pytest.warns(mimir.stream.StreamGapWarning, match="1 to 50"):
+                sub.sync(10)  # joined after 100 entries: told what it cannot get
+            assert sub.first_seq == 51  # the last 50 entries are replayed
+            assert next(sub) == {"iteration": 50, "training_error": 1.0 / 51}
 
 
 # -- the stdlib logger underneath -------------------------------------------------------
