@@ -1,8 +1,9 @@
-"""The ``mimir`` command: ``mimir demo``, ``mimir cat`` and ``mimir check``."""
+"""The ``mimir`` command: ``demo``, ``cat``, ``check`` and ``tail``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -13,15 +14,28 @@ import warnings
 from collections.abc import Sequence
 
 import mimir
+from mimir.gzlog import HEADER as GZLOG_HEADER
 from mimir.reader import MalformedLogError, _open_binary, iter_lines
 
 __all__ = ["main"]
 
 
-def demo(output: str, steps: int, delay: float, seed: int) -> None:
-    """A short synthetic training run, logged to the console and to ``output``."""
+def demo(output: str, steps: int, delay: float, seed: int, stream: bool = False) -> None:
+    """A short synthetic training run, logged to the console and to ``output``.
+
+    With ``stream``, entries are also published on the default stream addresses,
+    with the whole run replayed to late joiners, for ``mimir tail`` or ``mimir plot``.
+    """
     rng = random.Random(seed)
-    with mimir.Logger(filename=output, maxlen=steps) as logger:
+    streaming = {"stream": True, "stream_maxlen": steps} if stream else {}
+    with mimir.Logger(filename=output, maxlen=steps, **streaming) as logger:
+        if logger.stream is not None:
+            print(
+                f"Streaming on {logger.stream.address} (replay on "
+                f"{logger.stream.replay_address}); watch with: mimir tail --replay-address "
+                f"{logger.stream.replay_address}",
+                flush=True,
+            )
         for iteration in range(steps):
             progress = iteration / max(steps - 1, 1)
             training_error = 0.9 * math.exp(-4 * progress) + 0.05 + rng.gauss(0, 0.01)
@@ -48,8 +62,6 @@ def cat(filenames: Sequence[str]) -> int:
     return 0
 
 
-#: The fixed header of a gzlog file, see mimir.gzlog.
-_GZLOG_HEADER = bytes((0x1F, 0x8B, 8, 4, 0, 0, 0, 0, 0, 0xFF, 39, 0, 0x61, 0x70, 35, 0))
 _OPS = ("none", "append", "compress", "replace")
 
 
@@ -166,7 +178,7 @@ def check(filenames: Sequence[str]) -> int:
     for filename in filenames:
         with open(filename, "rb") as file:
             head = file.read(16)
-        if head == _GZLOG_HEADER:
+        if head == GZLOG_HEADER:
             status = max(status, _check_gzlog(filename, out))
         elif head[:2] == b"\x1f\x8b" or filename.endswith(".gz"):
             print(
@@ -193,6 +205,19 @@ def check(filenames: Sequence[str]) -> int:
     return status
 
 
+def tail(address: str, replay_address: str | None, timeout: float | None) -> int:
+    """Print the entries of a live stream as JSON lines until interrupted."""
+    from mimir.stream import subscribe
+
+    out = sys.stdout
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    with subscribe(address, replay_address, timeout=timeout) as entries:
+        for entry in entries:
+            out.write(dumps(entry) + "\n")
+            out.flush()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mimir`` command."""
     parser = argparse.ArgumentParser(
@@ -206,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--steps", type=int, default=60, help="number of iterations")
     demo_parser.add_argument("--delay", type=float, default=0.05, help="seconds per iteration")
     demo_parser.add_argument("--seed", type=int, default=0, help="random seed")
+    demo_parser.add_argument(
+        "--stream", action="store_true", help="also stream the entries (see mimir tail)"
+    )
 
     cat_parser = commands.add_parser(
         "cat", help="print logs as JSON lines (plain or compressed), e.g. for jq"
@@ -217,6 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="report a log's state; recover a compressed log after an interrupted write",
     )
     check_parser.add_argument("files", nargs="+", metavar="FILE")
+
+    tail_parser = commands.add_parser(
+        "tail", help="print the entries of a live stream as JSON lines, e.g. for jq"
+    )
+    tail_parser.add_argument(
+        "address", nargs="?", default="tcp://127.0.0.1:5557", help="the stream's address"
+    )
+    tail_parser.add_argument(
+        "--replay-address",
+        metavar="ADDRESS",
+        help="first print the entries the publisher keeps for late joiners (its replay address)",
+    )
+    tail_parser.add_argument(
+        "--timeout", type=float, help="give up after this many seconds without an entry"
+    )
     return parser
 
 
@@ -227,14 +270,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             if args.steps < 1:
                 raise ValueError("--steps must be at least 1")
-            demo(args.output, args.steps, args.delay, args.seed)
+            demo(args.output, args.steps, args.delay, args.seed, args.stream)
             return 0
         if args.command == "check":
             return check(args.files)
+        if args.command == "tail":
+            return tail(args.address, args.replay_address, args.timeout)
         return cat(args.files)
     except BrokenPipeError:  # e.g. `mimir cat log.jsonl | head`
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:  # Ctrl-C ends `mimir tail` and `mimir demo`
+        return 130
+    except TimeoutError as error:
+        print(f"mimir {args.command}: {error}", file=sys.stderr)
+        return 1
     except (OSError, ValueError, MalformedLogError) as error:
         print(f"mimir {args.command}: error: {error}", file=sys.stderr)
         return 1

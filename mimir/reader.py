@@ -11,6 +11,8 @@ import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
+from mimir.gzlog import HEADER as GZLOG_HEADER
+
 __all__ = ["LogReader", "MalformedLogError", "iter_lines", "load", "open_log"]
 
 
@@ -23,8 +25,6 @@ class MalformedLogError(ValueError):
         self.lineno = lineno
 
 
-#: The fixed header of a gzlog file (gzip with an 'ap' extra field), see mimir.gzlog.
-_GZLOG_HEADER = bytes((0x1F, 0x8B, 8, 4, 0, 0, 0, 0, 0, 0xFF, 39, 0, 0x61, 0x70, 35, 0))
 _SNAPSHOT_TRIES = 20
 
 
@@ -78,7 +78,7 @@ def _verified_gzip(data: bytes) -> bool:
 def _open_binary(filename: str) -> IO[bytes]:
     raw = io.open(filename, "rb")  # noqa: SIM115, UP020 (returned open; this module has its own open)
     head = raw.peek(16)[:16]
-    if head == _GZLOG_HEADER and filename.endswith(".gz"):
+    if head == GZLOG_HEADER and filename.endswith(".gz"):
         # A gzlog may be appended to or compressed in place while we read: read a
         # consistent copy (retrying a torn one) so that no entry is ever torn or invented.
         raw.close()
