@@ -419,8 +419,11 @@ class Gzlog:
     proportional to the log); ``"quick"`` checks the state, the stored tail
     and the trailer only. ``on_corrupt="raise"`` moves a damaged file aside and
     raises :class:`GzlogCorruptError`; ``"new"`` moves it aside, warns and
-    starts a new log.
+    starts a new log. ``compression_level`` (zlib's 1..9, default 6 as in zlib's
+    gzlog.c) only trades speed for size: any level reads back the same.
     """
+
+    compression_level = 6  # also for the recoveries run by check() and recover()
 
     def __init__(
         self,
@@ -431,7 +434,11 @@ class Gzlog:
         hooks: Callable[[str, int], object] | None = None,
         on_corrupt: str = "raise",
         verify: str = "full",
+        compression_level: int = 6,
     ):
+        if not 1 <= compression_level <= 9:
+            raise ValueError(f"compression_level must be 1..9, got {compression_level!r}")
+        self.compression_level = compression_level
         self._setup(path, lock_timeout, stale_after, hooks, on_corrupt, verify)
         try:
             with self._locked():
@@ -1268,10 +1275,11 @@ class Gzlog:
         if len(b) != 1:
             raise GzlogError(errno.EIO, f"gzlog: short read from {self._path}")
         kept = b[0] & ((1 << k) - 1)
+        level = self.compression_level
         if zdict:
-            c = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict=zdict)
+            c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict=zdict)
         else:
-            c = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
+            c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
         comp = c.compress(data) + c.flush(zlib.Z_PARTIAL_FLUSH)
         self._check_lock()
         # Python has no deflatePrime: shift the output by k bits, OR in the kept bits

@@ -42,6 +42,11 @@ class GzlogFileHandler(BufferedHandler):
     processes can log to the same file. A failed write is reported once through
     :meth:`handleError` and retried at the next flush without duplicating what
     reached the file.
+
+    ``compression_level`` is zlib's (1..9). The default, 4, compresses metrics logs
+    within a few percent of ``gzip -6`` at about twice the speed of level 6, so
+    that the background thread keeps up with fast training loops on small
+    machines; any level reads back the same.
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class GzlogFileHandler(BufferedHandler):
         flush_bytes: int = 1 << 20,
         max_buffer_bytes: int = 256 << 20,
         level: int | str = logging.NOTSET,
+        compression_level: int = 4,
     ) -> None:
         path = os.path.abspath(os.fspath(filename))
         if not path.endswith(".gz"):
@@ -66,7 +72,9 @@ class GzlogFileHandler(BufferedHandler):
                 path,
             )
         self.filename = path
-        self._gzlog = Gzlog(path, on_corrupt="new", verify="quick")
+        self._gzlog = Gzlog(
+            path, on_corrupt="new", verify="quick", compression_level=compression_level
+        )
         self._failing = False  # a failure was reported and no write succeeded since
         super().__init__(flush_interval, flush_bytes, max_buffer_bytes, level)
 

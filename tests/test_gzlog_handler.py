@@ -478,3 +478,23 @@ def test_threads_and_processes_share_one_file(tmp_path: Path, closing: Any) -> N
     assert len(by_source) == 12
     for who, seqs in by_source.items():
         assert seqs == list(range(800)), who
+
+
+def test_compression_level_trades_size_for_speed_and_reads_back_the_same(tmp_path):
+    """Every compression level gives the same entries back; level 1 is larger than level 9."""
+    lines = [
+        json.dumps({"iteration": i, "loss": 1 / (i + 1), "note": "x" * (i % 50)}) + "\n"
+        for i in range(40_000)
+    ]
+    sizes = {}
+    for compression_level in (1, 9):
+        path = tmp_path / f"level{compression_level}.jsonl.gz"
+        handler = GzlogFileHandler(path, compression_level=compression_level)
+        for line in lines:
+            handler.add_line(line.encode())
+        handler.close()
+        assert gzip.decompress(path.read_bytes()).decode() == "".join(lines)
+        sizes[compression_level] = path.stat().st_size
+    assert sizes[1] > sizes[9]
+    with pytest.raises(ValueError, match="compression_level"):
+        GzlogFileHandler(tmp_path / "bad.jsonl.gz", compression_level=0)
