@@ -15,30 +15,20 @@ import argparse
 import gc
 import os
 import tempfile
-import time
 
-from bench_core import entry, run_baseline  # benchmarks/ is the script's directory
-
-import mimir
+from bench_core import run_baseline, run_mimir  # benchmarks/ is the script's directory
 
 
 def run_mimir_all_outputs(path: str, n: int) -> float:
     """Seconds to log ``n`` entries to memory, a gzlog file and a stream, and close."""
-    logger = mimir.Logger(
-        filename=path,
-        maxlen=1000,
+    return run_mimir(
+        path,
+        n,
         stream=True,
         stream_maxlen=1000,
-        formatter=None,
         stream_address="tcp://127.0.0.1:0",
         replay_address="tcp://127.0.0.1:0",
     )
-    start = time.perf_counter()
-    log = logger.log
-    for i in range(n):
-        log(entry(i))
-    logger.close()
-    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -134,7 +134,8 @@ def replay_time(n: int, rounds: int = 5) -> None:
         dealer.send(b"REPLAY")
         reply = dealer.recv_multipart()
         bare.append(time.perf_counter() - start)
-        assert struct.unpack(">QQ", reply[1]) == (1, n) and len(reply) == 3
+        assert struct.unpack(">QQ", reply[1]) == (1, n) and len(reply) == 4
+        assert reply[2] == struct.pack(">QI", 1, n) and reply[3].count(b"\n") == n
         dealer.close(linger=0)
     context.term()
     handler.close()

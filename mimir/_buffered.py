@@ -21,7 +21,7 @@ class BufferedHandler(Handler):
     """Base of the file handlers: ``emit`` appends to a buffer, a thread writes batches.
 
     ``emit`` only formats the record (once, cached by the formatter) and appends
-    the line to a list. A daemon thread, started on the first entry, writes
+    the line to an in-memory buffer. A daemon thread, started on the first entry, writes
     everything buffered every ``flush_interval`` seconds, or sooner once
     ``flush_bytes`` have accumulated. :meth:`flush` and :meth:`close` write what is
     buffered on the calling thread; :func:`logging.shutdown` calls them at
