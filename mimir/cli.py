@@ -1,4 +1,4 @@
-"""The ``mimir`` command: ``demo``, ``cat``, ``check`` and ``tail``."""
+"""The ``mimir`` command: ``demo``, ``cat``, ``check``, ``tail`` and ``plot``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 import mimir
+from mimir import plot_cli
 from mimir.gzlog import HEADER as GZLOG_HEADER
 from mimir.reader import MalformedLogError, _open_binary, iter_lines
 
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     tail_parser.add_argument(
         "--timeout", type=float, help="give up after this many seconds without an entry"
     )
+
+    plot_cli.add_parser(commands)
     return parser
 
 
@@ -276,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check(args.files)
         if args.command == "tail":
             return tail(args.address, args.replay_address, args.timeout)
+        if args.command == "plot":
+            return plot_cli.run(args)
         return cat(args.files)
     except BrokenPipeError:  # e.g. `mimir cat log.jsonl | head`
         sys.stderr.close()
