@@ -54,6 +54,8 @@ _BATCH_BYTES = 64 << 10
 # At most this many replay requests are answered per turn of the sender loop, so
 # that a peer flooding the replay socket cannot stall the live stream.
 _REQUESTS_PER_TURN = 16
+# While entries keep coming, the sender takes them every this many seconds.
+_ACTIVE_POLL = 0.002
 # How long close() keeps publishing what is still queued before counting it as dropped.
 _CLOSE_DRAIN_SECONDS = 0.5
 
@@ -209,17 +211,22 @@ class ZMQStreamHandler(Handler):
         self.replays = 0
         self.address: str | None = None
         self.replay_address: str | None = None
-        self._seq = 0  # last sequence number given out
-        self._last_published = 0  # seq of the last entry handed to the socket
         # The entries waiting for the sender: their JSON lines, each ending in b"\n",
-        # back to back; _count of them, numbered from _first on. The sender swaps the
-        # bytearray out whole (under _lock): nothing is done per entry on its side.
+        # back to back in _pending; _count of them, numbered _seq + 1 to _seq + _count.
+        # The _lost entries dropped since come after them (drops happen only when no
+        # more entries fit). The sender swaps the bytearray out whole, under _lock, and
+        # moves _seq on: nothing is done per entry but appending the line.
         self._pending = bytearray()
-        self._first = 0
+        self._seq = 0
         self._count = 0
+        self._lost = 0
         # Entries _pending may hold: queue_size, 0 once closed, forked or stopped.
         self._room = queue_size
         self._swapped_last = 0  # seq of the last entry the sender took from _pending
+        self._last_published = 0  # seq of the last entry handed to the socket
+        # Whether the sender waits for a wake-up (it looks for entries every
+        # _ACTIVE_POLL seconds by itself while they keep coming).
+        self._idle = True
         # The newest entries as published: (first seq, count, lines) per message,
         # trimmed to the last `replay` entries lazily (see _trim_ring).
         self._ring: deque[tuple[int, int, bytes]] = deque()
@@ -357,30 +364,34 @@ class ZMQStreamHandler(Handler):
         them), or text; a missing final newline is added. It must hold no other
         newline.
         """
-        if type(line) is not bytes or line[-1:] != b"\n":
+        if not line or line[-1] != 10:  # 10: b"\\n"; text never equals it
             line = _as_line(line)
-        with self._lock:
-            seq = self._seq = self._seq + 1
+        # acquire/release rather than "with": a third less time, on every entry.
+        lock = self._lock
+        lock.acquire()
+        try:
             count = self._count
             if count < self._room:
                 self._pending += line
                 self._count = count + 1
-                if count:
+                if count or not self._idle:
                     return
-                # The first entry since the sender took the buffer: wake it. Under the
-                # lock, because the sender closes the pipe under it, once closed.
-                self._first = seq
-                self._dropping = False
+                # The first entry for an idle sender: wake it. Under the lock, because
+                # the sender closes the pipe under it, once closed.
+                self._idle = False
                 try:
                     os.write(self._wake_w, b"\0")
                 except BlockingIOError:
                     pass  # the pipe is full of wake-ups already
                 return
+            self._lost += 1
             self.dropped += 1
             if self._dropping:
                 return
             self._dropping = True
             why = self._drop_reason()
+        finally:
+            lock.release()
         try:
             raise EntriesDropped(f"{self!r}: {why}; entries are dropped (count in .dropped)")
         except EntriesDropped as error:
@@ -406,7 +417,7 @@ class ZMQStreamHandler(Handler):
         if self._forked or self._thread is None or not self._thread.is_alive():
             return
         with self._lock:
-            target = self._first + self._count - 1 if self._count else self._swapped_last
+            target = self._seq + self._count if self._count else self._swapped_last
         deadline = time.monotonic() + timeout
         while self._processed < target and time.monotonic() < deadline:
             time.sleep(0.0005)
@@ -465,7 +476,7 @@ class ZMQStreamHandler(Handler):
         self._forked = True
         self._lock = threading.Lock()
         self._pending = bytearray()
-        self._count = self._room = 0
+        self._count = self._room = self._lost = 0
         self._ring = deque()
         self._ring_count = 0
         self._dropping = False
@@ -496,16 +507,29 @@ class ZMQStreamHandler(Handler):
             poller.register(router, zmq.POLLIN)
         interval = self.heartbeat
         last_send = time.monotonic()
+        active = False
         try:
             while True:
-                events = dict(poller.poll(interval * 1000))
+                # While entries flow, look for them every _ACTIVE_POLL s, unasked: the
+                # caller then never makes a system call to wake this thread, and the
+                # entries of that time go out together. Idle, wait to be woken.
+                events = dict(
+                    poller.poll(min(interval, _ACTIVE_POLL) * 1000 if active else interval * 1000)
+                )
                 if self._wake_r in events:
                     try:
                         os.read(self._wake_r, 4096)
                     except BlockingIOError:
                         pass
-                if self._count and self._publish(zmq, pub, header_entry):
-                    last_send = time.monotonic()
+                if self._count:
+                    if self._publish(zmq, pub, header_entry):
+                        last_send = time.monotonic()
+                    active = True
+                elif active:
+                    with self._lock:
+                        if not self._count:
+                            self._idle = True
+                            active = False
                 if router in events:
                     self._serve(zmq, router)
                 if pub in events:
@@ -529,8 +553,9 @@ class ZMQStreamHandler(Handler):
                 self._stopped = True
                 self._room = 0
                 self.dropped += self._count
+                self._seq += self._count + self._lost
                 self._pending = bytearray()
-                self._count = 0
+                self._count = self._lost = 0
                 self._processed = self._seq
             self._release()
 
@@ -542,13 +567,17 @@ class ZMQStreamHandler(Handler):
         """
         with self._lock:
             data = self._pending
-            seq = self._first
+            seq = self._seq + 1
             left = self._count
             if not left:
                 return 0
             self._pending = bytearray()
             self._count = 0
             self._swapped_last = seq + left - 1
+            self._seq = self._swapped_last + self._lost
+            self._lost = 0
+            if self._room:
+                self._dropping = False  # the next entry fits: a new streak is reported
         keep = self.replay > 0
         sent = 0
         try:

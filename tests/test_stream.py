@@ -821,12 +821,14 @@ def test_bursts_are_cut_into_messages_at_newlines(publish, context):
     raw.connect(handler.address)
     with subscribe(handler.address, handler.replay_address, timeout=10) as sub:
         sub.sync()
+        logged = 0
         while not raw.poll(20):  # until the raw subscription is live
             logger.info({"i": 0})
+            logged += 1
         big = "y" * 200_000
         for i in range(1, 3001):
             logger.info({"i": i, "padding": big if i in (5, 3000) else "x" * 100})
-        got = read_until(sub, handler._seq)
+        got = read_until(sub, logged + 3000)
     assert [entry["i"] for _, entry in got][-3000:] == list(range(1, 3001))
     messages = []
     while raw.poll(100):
