@@ -142,7 +142,10 @@ class ZMQStreamHandler(Handler):
             that join late (a ROUTER socket). Not bound when ``replay=0``
             (:attr:`replay_address` is then None).
         replay: how many of the newest entries to keep for replay.
-        queue_size: entries waiting to be published before new ones are dropped.
+        queue_size: entries waiting to be published before new ones are dropped. The
+            default absorbs bursts of several seconds of a fast training loop (the
+            publishing thread gets the GIL back only every few milliseconds while
+            the loop runs) at about 100 bytes of memory per waiting entry.
         linger: seconds :meth:`close` waits for slow subscribers before
             discarding what they have not received (ZeroMQ's LINGER).
         hwm: messages queued per subscriber (ZeroMQ's SNDHWM) before ZeroMQ drops
@@ -171,7 +174,7 @@ class ZMQStreamHandler(Handler):
         address: str = "tcp://127.0.0.1:5557",
         replay_address: str = "tcp://127.0.0.1:5556",
         replay: int = 0,
-        queue_size: int = 100_000,
+        queue_size: int = 1_000_000,
         linger: float = 1.0,
         hwm: int = 1000,
         heartbeat: float = 1.0,
