@@ -210,7 +210,7 @@ def test_z3_stalled_client_sees_every_gap_fast_client_loses_nothing(publish):
     total = 100_000
     # Entries go out in batches of up to 64 kB, one message each: 200 messages per
     # subscriber let the fast client ride out scheduling delays, while the stalled
-    # one loses what exceeds them and its socket buffers (20 MB are sent).
+    # one loses what exceeds them and its socket buffers (40 MB are sent).
     handler, logger = publish(replay=10, hwm=200, heartbeat=0.2)
     gaps: list[tuple[int, int]] = []
     fast = subscribe(handler.address, handler.replay_address, timeout=20)
@@ -218,7 +218,7 @@ def test_z3_stalled_client_sees_every_gap_fast_client_loses_nothing(publish):
         handler.address,
         handler.replay_address,
         timeout=0.5,
-        hwm=100,
+        hwm=10,
         on_gap=lambda a, b: gaps.append((a, b)),
     )
     try:
@@ -229,7 +229,7 @@ def test_z3_stalled_client_sees_every_gap_fast_client_loses_nothing(publish):
         stalled_got = read_until(stalled, 1)
         reader = threading.Thread(target=read_until, args=(fast, total, fast_got))
         reader.start()
-        padding = "x" * 200
+        padding = "x" * 400
         for i in range(2, total + 1):  # returns: emit never waits for the stalled client
             logger.info({"i": i, "padding": padding})
         reader.join(60)
@@ -289,7 +289,8 @@ def test_z4_vanished_requesters_and_malformed_frames(publish, context):
     _vanishing_requests(handler.replay_address, 2000)
     wait_for(lambda: handler.replays >= 2300)
     growth = rss_bytes() - before
-    assert growth < 40 << 20, f"memory grew by {growth >> 20} MB"  # kept, 2000 replies = 280 MB
+    # Kept, 2000 replies would be 280 MB; the allocator's own slack is tens of MB.
+    assert growth < 100 << 20, f"memory grew by {growth >> 20} MB"
 
     malformed = [
         [b""],
@@ -634,7 +635,7 @@ def test_s4_flood_from_one_peer_does_not_stop_others(publish, context):
 def test_p3_eight_threads_bursting_beyond_the_queue(publish):
     """8 threads logging far beyond the queue never block; dropped == logged - sent exactly."""
     logging.raiseExceptions = False  # one report per streak of drops; keep the output short
-    handler, logger = publish(replay=0, queue_size=1000)
+    handler, logger = publish(replay=0, queue_size=10)  # far less than one drain's worth
     per_thread = 10_000
     barrier = threading.Barrier(8)
 
