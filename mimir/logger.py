@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from mimir._buffered import BufferedHandler
@@ -42,7 +42,7 @@ class _PrivateLogger(logging.Logger):
         """Whether a record of ``level`` would be handled, read afresh each time."""
         if self.disabled or self.manager.disable >= level:
             return False
-        return level >= self.getEffectiveLevel()
+        return level >= (self.level or self.getEffectiveLevel())
 
 
 class Logger:
@@ -132,12 +132,13 @@ class Logger:
         # Entries skip LogRecord creation while the set-up is exactly what this object
         # built: its own Mímir handlers, unchanged, no console, a formatter that adds
         # nothing. See log().
-        self._orjson_line = self.json_formatter.encoder.orjson_line_arguments()
-        self._direct = (
+        self._direct: Callable[[Mapping[str, Any]], None] | None = None
+        if (
             console is None
             and type(self.json_formatter) is JSONFormatter
             and self.json_formatter._plain
-        )
+        ):
+            self._direct = self._direct_path()
 
     def _add(self, handler: Any) -> Any:
         handler.setFormatter(self.json_formatter)
@@ -154,51 +155,70 @@ class Logger:
                 f"got {type(entry).__name__}: {entry!r:.80}"
             )
         logger = self.logger
-        if not (self._direct and logger.handlers == self.handlers and not logger.filters):
-            if logger.isEnabledFor(logging.INFO):
-                logger.handle(self._make_record(entry))
-            return
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        # The direct path: the handlers get the entry without a LogRecord, with the
-        # same result as logger.handle(). Building and dispatching a record costs more
-        # than everything else a logging call does, and with nothing else attached
-        # nobody can observe it.
-        memory = self.memory
-        if memory is not None:
-            entry = dict(entry)  # the ring keeps a copy, as the formatter would build
-            memory.add_entry(entry)
-        line_handlers = self._line_handlers
-        if not line_handlers:
-            return
-        line = None
-        if self._orjson_line is not None:
-            default, option = self._orjson_line
-            try:
-                line = orjson.dumps(entry, default=default, option=option)
-            except (TypeError, RecursionError):
-                pass
-        if line is None or b"null" in line:  # NaN, big integers...: the encoder decides
-            try:
-                line = self.json_formatter.encoder.encode_line(entry)
-            except RecursionError:
-                raise
-            except Exception:
-                record = self._make_record(entry)
-                for handler in line_handlers:
-                    handler.handleError(record)
+        direct = self._direct
+        if (
+            direct is not None
+            and logger.handlers == self.handlers
+            and not logger.filters
+            and logger.isEnabledFor(logging.INFO)
+        ):
+            direct(entry)
+        elif logger.isEnabledFor(logging.INFO):
+            logger.handle(self._make_record(entry))
+
+    def _direct_path(self) -> Callable[[Mapping[str, Any]], None]:
+        """The function that hands an entry straight to the handlers (see log()).
+
+        The result is the same as logger.handle() would give: building and
+        dispatching a LogRecord costs more than everything else a logging call does,
+        and with nothing else attached nobody can observe the record. Everything it
+        needs is bound once here, so that an entry costs little more than its JSON
+        encoding.
+        """
+        remember = self.memory.add_entry if self.memory is not None else None
+        handlers = tuple(self._line_handlers)
+        adders = tuple(handler.add_line for handler in handlers)
+        encode_line = self.json_formatter.encoder.encode_line
+        fast = self.json_formatter.encoder.orjson_line_arguments()
+        dumps = orjson.dumps if fast is not None else None
+        default, option = fast if fast is not None else (None, 0)
+        make_record = self._make_record
+
+        def log_direct(entry: Mapping[str, Any]) -> None:
+            if remember is not None:
+                entry = dict(entry)  # the ring keeps a copy, as the formatter would build
+                remember(entry)
+            if not adders:
                 return
-        for handler in line_handlers:
-            try:
-                handler.add_line(line)
-            except RecursionError:
-                raise
-            except Exception:
-                handler.handleError(self._make_record(entry))
+            line = None
+            if dumps is not None:
+                try:
+                    line = dumps(entry, default=default, option=option)
+                except (TypeError, RecursionError):
+                    pass
+            if line is None or b"null" in line:  # NaN, big integers...: the encoder decides
+                try:
+                    line = encode_line(entry)
+                except RecursionError:
+                    raise
+                except Exception:
+                    record = make_record(entry)
+                    for handler in handlers:
+                        handler.handleError(record)
+                    return
+            for add_line in adders:
+                try:
+                    add_line(line)
+                except RecursionError:
+                    raise
+                except Exception:
+                    handlers[adders.index(add_line)].handleError(make_record(entry))
+
+        return log_direct
 
     def _handler_changed(self) -> None:
         """One of this object's handlers got a filter, level or formatter: use records."""
-        self._direct = False
+        self._direct = None
 
     # -- the memory ring, as a sequence -------------------------------------------
 
