@@ -1,4 +1,4 @@
-"""The ``mimir`` command: ``demo``, ``cat``, ``check``, ``tail`` and ``plot``."""
+"""The ``mimir`` command: ``demo``, ``cat``, ``check``, ``tail``, ``plot`` and ``collect``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 import mimir
-from mimir import plot_cli
+from mimir import collector_cli, plot_cli
 from mimir.gzlog import HEADER as GZLOG_HEADER
 from mimir.reader import MalformedLogError, _open_binary, iter_lines
 
@@ -263,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     plot_cli.add_parser(commands)
+    collector_cli.add_parser(commands)
     return parser
 
 
@@ -281,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return tail(args.address, args.replay_address, args.timeout)
         if args.command == "plot":
             return plot_cli.run(args)
+        if args.command == "collect":
+            return collector_cli.run(args)
         return cat(args.files)
     except BrokenPipeError:  # e.g. `mimir cat log.jsonl | head`
         sys.stderr.close()

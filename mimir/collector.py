@@ -1,0 +1,621 @@
+"""Receive the entries of many processes (:class:`~mimir.forward.ZMQForwardHandler`) into one log.
+
+The wire protocol is described in ``docs/multiprocess.rst``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from mimir.forward import KIND_FORWARD, MAX_MESSAGE_BYTES, RUN
+from mimir.zmq_handler import ZMQStreamHandler, import_zmq, is_loopback
+
+__all__ = ["Collector", "SenderStats"]
+
+log = logging.getLogger("mimir.collector")
+
+# Frame 0 (kind letter + JSON identity) is at most this long.
+_MAX_HEADER = 1024
+# Messages queued by ZeroMQ per sender before it stops reading from that sender.
+_RCVHWM = 16
+# Gaps remembered per sender (the counters keep counting beyond).
+_MAX_GAPS_KEPT = 100
+# How long stop() keeps taking messages ZeroMQ already received.
+_DRAIN_SECONDS = 1.0
+_POLL_MS = 50
+_QUIET_MS = 50
+# With max_senders reached, a sender silent this long (seconds) is forgotten.
+_EVICT_AFTER = 60.0
+
+
+@dataclass
+class SenderStats:
+    """What the collector knows of one sender (one run of a :class:`ZMQForwardHandler`)."""
+
+    #: The sender's identity as added to its entries: host, pid, and name if it has one.
+    source: dict[str, Any]
+    #: The sender's run id (new for every handler, and in every forked child).
+    run: str
+    #: Entries received and written.
+    received: int = 0
+    #: Sequence number of the last entry received (0: none yet).
+    last_seq: int = 0
+    #: Number of gaps: runs of entries that never arrived.
+    gaps: int = 0
+    #: Entries in those gaps.
+    missed: int = 0
+    #: Entries received twice (dropped).
+    duplicates: int = 0
+    #: The first ``100`` gaps, as (first, last) sequence numbers, both missing.
+    missing: list[tuple[int, int]] = field(default_factory=list)
+    #: time.monotonic() of the last message.
+    last_seen: float = 0.0
+
+
+class Collector:
+    """Receives the entries of many :class:`~mimir.forward.ZMQForwardHandler`\\ s into one log.
+
+    Every entry is written to ``filename`` (a crash-safe compressed log when the name
+    ends in ``.gz``, plain ``.jsonl`` otherwise) and, with ``stream``, published
+    live as by :class:`~mimir.zmq_handler.ZMQStreamHandler` (the ``replay`` newest
+    kept for late joiners, served at ``replay_address``). The sender's identity is
+    added to each entry under ``source_key``, e.g.
+    ``"source": {"host": "gpu3", "pid": 4242, "name": "rank3"}``.
+
+    Entries are numbered 1, 2, 3 ... by each sender: the collector reports every
+    gap (entries dropped by the sender, lost in transit or sent while the collector
+    was down) with a warning on the ``mimir.collector`` logger, and counts them per
+    sender (:attr:`senders`) and in all (:attr:`gaps`, :attr:`missed`). A sender
+    first heard of at sequence number N > 1 (the collector restarted, or started
+    late) has missed 1 .. N-1. A process that makes a new handler with the same
+    host, pid and name is reported as restarted (:attr:`restarts`).
+
+    What arrives is parsed as the frames of the protocol and as JSON only: a
+    malformed message (or entry) is dropped and counted in :attr:`bad_messages`
+    (:attr:`bad_entries`); ZeroMQ disconnects a peer that sends a frame larger than
+    ``max_message_bytes``.
+
+    The socket binds the loopback interface by default; binding a wider one warns
+    unless ``curve_authorized_keys`` is given (see :class:`ZMQStreamHandler` for
+    the CURVE arguments, which the stream uses too).
+
+    :meth:`run` receives until :meth:`stop`, SIGINT or SIGTERM; :meth:`start` runs
+    it in a thread. Either way, at the end everything received is written and the
+    log is closed.
+
+    Arguments:
+        bind: where to receive (a PULL socket); port 0 or ``*`` picks a free port,
+            :attr:`address` tells the endpoint bound.
+        filename: the log; None writes no file (with ``stream``, say).
+        stream: publish every entry (with its source) at this address.
+        replay: newest entries kept for stream clients that join late.
+        source_key: the key under which the sender's identity is added.
+        max_message_bytes: largest frame accepted (ZeroMQ cuts the peer off).
+        curve_server_secret_key: the collector's ``.key_secret`` file: CURVE.
+        curve_authorized_keys: directory of the senders' public keys.
+        replay_address: where replay is served (default: the stream's host, a free
+            port; see :attr:`replay_address`).
+        flush_interval: seconds between commits of the log.
+        max_senders: senders tracked at once; beyond it, the sender silent longest
+            (a minute at least) is forgotten to make room, else the newcomer's
+            messages are dropped and counted.
+    """
+
+    def __init__(
+        self,
+        bind: str = "tcp://127.0.0.1:5555",
+        filename: str | os.PathLike[str] | None = None,
+        stream: str | None = None,
+        replay: int = 0,
+        source_key: str = "source",
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        curve_server_secret_key: str | os.PathLike[str] | None = None,
+        curve_authorized_keys: str | os.PathLike[str] | None = None,
+        replay_address: str | None = None,
+        flush_interval: float = 1.0,
+        max_senders: int = 10_000,
+    ) -> None:
+        if not isinstance(bind, str) or "://" not in bind:
+            raise ValueError(
+                f"expected a ZeroMQ address such as tcp://127.0.0.1:5555, got {bind!r}"
+            )
+        if not isinstance(source_key, str) or not source_key:
+            raise ValueError(f"source_key must be a non-empty str, got {source_key!r}")
+        if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int):
+            raise TypeError("max_message_bytes must be an int")
+        if max_message_bytes < 1024:
+            raise ValueError(f"max_message_bytes must be at least 1024, got {max_message_bytes}")
+        if curve_authorized_keys is not None and curve_server_secret_key is None:
+            raise ValueError("curve_authorized_keys needs curve_server_secret_key")
+        zmq = import_zmq()
+        self.source_key = source_key
+        self.max_message_bytes = max_message_bytes
+        self.max_senders = max_senders
+        #: Entries received and written.
+        self.received = 0
+        #: Gaps seen, over all senders.
+        self.gaps = 0
+        #: Entries in those gaps.
+        self.missed = 0
+        #: Entries received twice, dropped.
+        self.duplicates = 0
+        #: Messages dropped: malformed frames, an unknown kind, a bad identity.
+        self.bad_messages = 0
+        #: Lines of otherwise good messages dropped: not a JSON object.
+        self.bad_entries = 0
+        #: New handlers from a host, pid and name already heard from.
+        self.restarts = 0
+        #: Connections refused during the handshake (CURVE: no keys, a wrong server
+        #: key, a client key not authorized), each logged (at most 5 a second).
+        self.refused = 0
+        self._refusal_window = (0.0, 0)
+        #: One :class:`SenderStats` per sender, by run id.
+        self.senders: dict[str, SenderStats] = {}
+        self._by_header: dict[bytes, tuple[SenderStats, bytes, bytes]] = {}
+        self._processes: set[tuple[Any, ...]] = set()
+        self._stop = threading.Event()
+        self._done = threading.Event()  # run() has finished (the log is closed)
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._auth: Any = None
+        self._sock: Any = None
+        self._monitor: Any = None
+        self.file: Any = None
+        self.stream: ZMQStreamHandler | None = None
+        self._context = zmq.Context()
+        try:
+            keys = ZMQStreamHandler._curve_keys(zmq, curve_server_secret_key)
+            if curve_authorized_keys is not None:
+                self._auth = self._start_authenticator(curve_authorized_keys)
+            sock = self._sock = self._context.socket(zmq.PULL)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RCVHWM, _RCVHWM)
+            sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+            self._monitor = sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            )
+            if keys is not None:
+                sock.curve_publickey, sock.curve_secretkey = keys
+                sock.curve_server = True
+            #: The endpoint bound (with the port chosen when 0 or * was asked).
+            self.address: str = self._bind(zmq, sock, bind)
+            if filename is not None:
+                name = os.fspath(filename)
+                if name.endswith(".gz"):
+                    from mimir.gzlog_handler import GzlogFileHandler
+
+                    self.file = GzlogFileHandler(name, flush_interval=flush_interval)
+                else:
+                    from mimir.jsonl import JSONLFileHandler
+
+                    self.file = JSONLFileHandler(name, flush_interval=flush_interval)
+            if stream is not None:
+                if replay_address is None and replay:
+                    if not stream.startswith("tcp://"):
+                        raise ValueError("with replay, give replay_address for a non-tcp stream")
+                    replay_address = stream.rpartition(":")[0] + ":*"
+                self.stream = ZMQStreamHandler(
+                    stream,
+                    replay_address or "",
+                    replay=replay,
+                    curve_server_secret_key=curve_server_secret_key,
+                    curve_authorized_keys=curve_authorized_keys,
+                )
+        except BaseException:
+            self._release()
+            raise
+        if curve_authorized_keys is None and not is_loopback(self.address):
+            how = (
+                "CURVE encrypts the traffic, but any sender may connect: pass curve_authorized_keys"
+                if keys
+                else "pass curve_server_secret_key and curve_authorized_keys"
+            )
+            warnings.warn(
+                f"Mímir collector bound to {self.address}: anyone who can reach the port can "
+                f"write to the log ({how}, or bind 127.0.0.1 and use an SSH tunnel)",
+                stacklevel=2,
+            )
+
+    # -- set-up -------------------------------------------------------------------
+
+    def _start_authenticator(self, directory: Any) -> Any:
+        from zmq.auth.thread import ThreadAuthenticator
+
+        from mimir.zmq_handler import _DeniedAtWarning
+
+        location = os.fspath(directory)
+        if not os.path.isdir(location):
+            raise ValueError(f"curve_authorized_keys: {location!r} is not a directory")
+        auth = ThreadAuthenticator(
+            self._context, log=_DeniedAtWarning(logging.getLogger("zmq.auth"), {})
+        )
+        auth.start()
+        auth.configure_curve(domain="*", location=location)
+        return auth
+
+    @staticmethod
+    def _bind(zmq: Any, sock: Any, address: str) -> str:
+        endpoint = address
+        if address.startswith("tcp://") and address.endswith(":0"):
+            endpoint = address[:-1] + "*"
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise OSError(
+                    errno.EADDRINUSE,
+                    f"cannot collect on {address}: address already in use (another collector"
+                    " there? use another port, or port * for a free one)",
+                ) from None
+            raise OSError(error.errno, f"cannot bind {address}: {error}") from None
+        return sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+
+    @property
+    def stream_address(self) -> str | None:
+        """Where entries are republished, or None without ``stream``."""
+        return self.stream.address if self.stream is not None else None
+
+    @property
+    def replay_address(self) -> str | None:
+        """Where the newest entries are replayed, or None."""
+        return self.stream.replay_address if self.stream is not None else None
+
+    # -- running ----------------------------------------------------------------------
+
+    def run(self, handle_signals: bool = True) -> None:
+        """Receive until :meth:`stop` (or SIGINT/SIGTERM), then write everything and close.
+
+        Signals are caught only when called from the main thread.
+        """
+        if self._running or self._closed:
+            raise RuntimeError("the collector is already running, or closed")
+        self._running = True
+        previous: dict[int, Any] = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, self._on_signal)
+        try:
+            self._loop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            try:
+                self.close()
+            finally:
+                self._done.set()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stop.set()
+
+    def start(self) -> Collector:
+        """Run :meth:`run` in a background thread; return self."""
+        if self._thread is not None:
+            raise RuntimeError("the collector is already running")
+        self._thread = threading.Thread(
+            target=self.run, args=(False,), name=f"mimir-collector-{id(self):x}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop receiving, write what was received, close the log. Idempotent."""
+        self._stop.set()
+        if not self._running:
+            self.close()
+        elif self._thread is not threading.current_thread():
+            # run() (in start()'s thread, or in one of the caller's) closes the log itself:
+            # the socket belongs to the thread that runs it.
+            self._done.wait(timeout)
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        zmq = import_zmq()
+        sock = self._sock
+        if sock is None:
+            return
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        monitor = self._monitor
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
+        stop = self._stop
+        while not stop.is_set():
+            try:
+                events = dict(poller.poll(_POLL_MS))
+            except zmq.ZMQError as error:
+                if error.errno == errno.EINTR:
+                    continue
+                raise
+            if sock in events:
+                self._receive(zmq, sock, 1000)
+            if monitor is not None and monitor in events:
+                self._refusals(zmq, monitor)
+        # Take what is already on its way: until nothing has come for _QUIET_MS (or
+        # _DRAIN_SECONDS have passed while it keeps coming).
+        deadline = time.monotonic() + _DRAIN_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                if not poller.poll(_QUIET_MS):
+                    break
+            except zmq.ZMQError as error:
+                if error.errno != errno.EINTR:
+                    raise
+                continue
+            self._receive(zmq, sock, 100)
+
+    def _receive(self, zmq: Any, sock: Any, most: int) -> int:
+        """Handle up to ``most`` messages already received; return how many there were."""
+        for done in range(most):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return done
+            try:
+                self._handle(frames)
+            except Exception:  # never let one message stop the collector
+                self.bad_messages += 1
+                log.exception("mimir collector: could not handle a message (dropped)")
+        return most
+
+    def _refusals(self, zmq: Any, monitor: Any) -> None:
+        """Count and log the handshakes that failed (rate-limited)."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        for _ in range(100):
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.refused += 1
+            now = time.monotonic()
+            start, logged = self._refusal_window
+            if now - start >= 1.0:
+                start, logged = now, 0
+            self._refusal_window = (start, logged + 1)
+            if logged < 5:
+                kind = {
+                    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused the client's key",
+                    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the handshake failed (no CURVE keys,"
+                    " the wrong server key, or not a Mímir sender)",
+                }.get(event["event"], "the handshake failed")
+                log.warning(
+                    "mimir collector: refused a connection on %s: %s (%d refused so far)",
+                    self.address,
+                    kind,
+                    self.refused,
+                )
+
+    # -- one message ----------------------------------------------------------------------
+
+    def _bad(self, why: str) -> None:
+        self.bad_messages += 1
+        if self.bad_messages & (self.bad_messages - 1) == 0:  # 1st, 2nd, 4th, 8th...
+            log.warning(
+                "mimir collector: dropped a malformed message (%s; %d so far)",
+                why,
+                self.bad_messages,
+            )
+
+    def _handle(self, frames: list[bytes]) -> None:
+        if len(frames) != 3:
+            return self._bad(f"{len(frames)} frames instead of 3")
+        header, run, data = frames
+        if header[:1] != KIND_FORWARD or len(header) > _MAX_HEADER or len(run) != RUN.size:
+            return self._bad("not a Mímir forward message")
+        first, count = RUN.unpack(run)
+        if not first or not count or data[-1:] != b"\n" or data.count(b"\n") != count:
+            return self._bad("entry count and lines disagree")
+        known = self._by_header.get(header)
+        if known is None:
+            known = self._new_sender(header)
+            if known is None:
+                return None
+        sender, fragment, tail = known
+        sender.last_seen = time.monotonic()
+        expected = sender.last_seq + 1
+        if first < expected:  # already received: keep what is new only
+            skip = min(expected - first, count)
+            sender.duplicates += skip
+            self.duplicates += skip
+            if skip == count:
+                return None
+            cut = 0
+            for _ in range(skip):
+                cut = data.index(b"\n", cut) + 1
+            data = data[cut:]
+            first += skip
+            count -= skip
+        elif first > expected:
+            self._gap(sender, expected, first - 1)
+        sender.last_seq = first + count - 1
+        out, written = self._with_source(data, count, fragment, tail)
+        if not written:
+            return None
+        sender.received += written
+        self.received += written
+        if self.file is not None:
+            self.file.add_line(out)
+        if self.stream is not None:
+            add = self.stream.add_line
+            start = 0
+            find = out.find
+            while True:
+                end = find(b"\n", start) + 1
+                if not end:
+                    break
+                add(out[start:end])
+                start = end
+        return None
+
+    def _with_source(
+        self, data: bytes, count: int, fragment: bytes, tail: bytes
+    ) -> tuple[bytes, int]:
+        """``data``'s lines with the source added to each, and how many (bad lines dropped)."""
+        loads = json.loads
+        key = self.source_key
+        try:
+            objects = list(map(loads, data.decode("utf-8").split("\n")[:-1]))
+        except ValueError:  # also UnicodeDecodeError
+            objects = None
+        if (
+            objects is not None
+            and data.count(b"}\n") == count
+            and all(type(o) is dict and o and key not in o for o in objects)
+        ):
+            # Every line is a non-empty JSON object whose text ends with "}" then the
+            # newline (JSON text holds no raw newline elsewhere): add the key in one go.
+            return data.replace(b"}\n", fragment), count
+        out = bytearray()
+        bad = 0
+        for line in data.split(b"\n")[:-1]:
+            try:
+                entry = loads(line.decode("utf-8"))
+            except ValueError:
+                bad += 1
+                continue
+            if type(entry) is not dict:
+                bad += 1
+                continue
+            entry.pop(key, None)
+            entry[key] = None  # last, so that its value is cut off and replaced
+            out += json.dumps(entry, separators=(",", ":"), ensure_ascii=False)[:-5].encode()
+            out += tail
+        if bad:
+            self.bad_entries += bad
+            log.warning("mimir collector: dropped %d malformed entries (not a JSON object)", bad)
+        return bytes(out), count - bad
+
+    def _new_sender(self, header: bytes) -> tuple[SenderStats, bytes, bytes] | None:
+        try:
+            identity = json.loads(header[1:].decode("utf-8"))
+        except ValueError:
+            identity = None
+        if (
+            type(identity) is not dict
+            or not isinstance(identity.get("host"), str)
+            or type(identity.get("pid")) is not int
+            or not isinstance(identity.get("run"), str)
+            or not isinstance(identity.get("name", ""), str)
+            or not set(identity) <= {"host", "pid", "name", "run"}
+        ):
+            self._bad("malformed sender identity")
+            return None
+        if len(self._by_header) >= self.max_senders and not self._evict():
+            self._bad(f"more than {self.max_senders} senders at once")
+            return None
+        run = identity.pop("run")
+        source = identity
+        process = (source["host"], source["pid"], source.get("name"))
+        if process in self._processes:
+            self.restarts += 1
+            log.warning(
+                "mimir collector: %s started a new sender (run %s): its sequence starts over",
+                _describe(source),
+                run,
+            )
+        self._processes.add(process)
+        sender = SenderStats(source=dict(source), run=run)
+        self.senders[run] = sender
+        encoded = json.dumps(source, separators=(",", ":"), ensure_ascii=False).encode()
+        key = json.dumps(self.source_key, ensure_ascii=False).encode()
+        fragment = b"," + key + b":" + encoded + b"}\n"
+        tail = encoded + b"}\n"  # after a re-encoded entry cut just after its new key
+        known = (sender, fragment, tail)
+        self._by_header[header] = known
+        return known
+
+    def _evict(self) -> bool:
+        """Forget the sender heard from least recently, if silent for ``_EVICT_AFTER`` s."""
+        header, (oldest, _, _) = min(self._by_header.items(), key=lambda kv: kv[1][0].last_seen)
+        if time.monotonic() - oldest.last_seen < _EVICT_AFTER:
+            return False
+        del self._by_header[header]
+        del self.senders[oldest.run]
+        if len(self._processes) > 10 * self.max_senders:  # what restarts are told from
+            self._processes.clear()
+        return True
+
+    def _gap(self, sender: SenderStats, first: int, last: int) -> None:
+        count = last - first + 1
+        sender.gaps += 1
+        sender.missed += count
+        self.gaps += 1
+        self.missed += count
+        if len(sender.missing) < _MAX_GAPS_KEPT:
+            sender.missing.append((first, last))
+        if sender.received == 0 and first == 1:
+            log.warning(
+                "mimir collector: first heard of %s at entry %d: entries 1..%d missed"
+                " (the collector started late or restarted)",
+                _describe(sender.source),
+                last + 1,
+                last,
+            )
+        else:
+            log.warning(
+                "mimir collector: %d entries from %s missing (%d..%d)",
+                count,
+                _describe(sender.source),
+                first,
+                last,
+            )
+
+    # -- the end --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the socket, write and close the log, close the stream. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._release()
+
+    def _release(self) -> None:
+        try:
+            if self._sock is not None:
+                if self._monitor is not None:
+                    self._sock.disable_monitor()
+                    self._monitor.close(linger=0)
+                    self._monitor = None
+                self._sock.close(linger=0)
+                self._sock = None
+            if self._auth is not None:
+                self._auth.stop()
+                self._auth = None
+            if self._context is not None:
+                self._context.term()
+                self._context = None
+        finally:
+            try:
+                if self.file is not None:
+                    self.file.flush()
+                    self.file.close()
+            finally:
+                if self.stream is not None:
+                    self.stream.close()
+
+    def __repr__(self) -> str:
+        return f"<Collector {getattr(self, 'address', None)}>"
+
+
+def _describe(source: dict[str, Any]) -> str:
+    name = source.get("name")
+    who = f"{name} " if name is not None else ""
+    return f"{who}(pid {source.get('pid')} on {source.get('host')})"

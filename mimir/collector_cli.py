@@ -1,0 +1,116 @@
+"""``mimir collect``: receive the entries of many processes into one log.
+
+``add_parser(subparsers)`` adds the ``collect`` subcommand to the ``mimir`` command's
+parser; ``python -m mimir.collector_cli`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["add_parser", "build_parser", "main", "run"]
+
+_DESCRIPTION = (
+    "Receive the entries that processes send with mimir.forward.ZMQForwardHandler "
+    "(ranks, data-loader workers, other hosts) and write them to one log, each with "
+    "its sender under --source-key; optionally republish them as a live stream. "
+    "Gaps in a sender's entries are reported. Stops on Ctrl+C or SIGTERM, with "
+    "everything received written."
+)
+
+
+def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--bind",
+        default="tcp://127.0.0.1:5555",
+        help="address to receive on (default: tcp://127.0.0.1:5555, this machine only; "
+        "port 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--file",
+        required=True,
+        help="the log to write: compressed and crash-safe if it ends in .gz (run.jsonl.gz), "
+        "plain JSON lines otherwise",
+    )
+    parser.add_argument("--stream", help="also publish every entry live at this address")
+    parser.add_argument(
+        "--replay", type=int, default=0, help="newest entries kept for late stream clients"
+    )
+    parser.add_argument(
+        "--replay-address",
+        help="where the replay is served (default: the --stream host, a free port)",
+    )
+    parser.add_argument(
+        "--source-key", default="source", help="key of the sender identity in each entry"
+    )
+    parser.add_argument("--curve-secret-key", help="the collector's .key_secret file (CURVE)")
+    parser.add_argument(
+        "--curve-authorized-keys", help="directory of the public keys of the allowed senders"
+    )
+    return parser
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``collect`` subcommand to ``subparsers`` (from ``add_subparsers()``)."""
+    parser = subparsers.add_parser(
+        "collect",
+        help="receive entries from many processes or hosts into one log",
+        description=_DESCRIPTION,
+    )
+    _configure(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser for ``collect`` alone (``python -m mimir.collector_cli``)."""
+    return _configure(argparse.ArgumentParser(prog="mimir collect", description=_DESCRIPTION))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out ``mimir collect``; return the exit status."""
+    if args.replay < 0:
+        print("mimir collect: error: --replay must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        from mimir.collector import Collector
+
+        collector = Collector(
+            args.bind,
+            filename=args.file,
+            stream=args.stream,
+            replay=args.replay,
+            replay_address=args.replay_address,
+            source_key=args.source_key,
+            curve_server_secret_key=args.curve_secret_key,
+            curve_authorized_keys=args.curve_authorized_keys,
+        )
+    except (ImportError, OSError, ValueError) as error:
+        print(f"mimir collect: error: {error}", file=sys.stderr)
+        return 1
+    where = f"collecting on {collector.address} into {args.file}"
+    if collector.stream is not None:
+        where += f"; stream at {collector.stream_address}"
+        if collector.replay_address:
+            where += f", replay at {collector.replay_address}"
+    print(f"mimir collect: {where} (Ctrl+C to stop)", flush=True)
+    collector.run()
+    print(
+        f"mimir collect: {collector.received:,} entries from {len(collector.senders)} senders; "
+        f"{collector.missed:,} missed in {collector.gaps:,} gaps; "
+        f"{collector.bad_messages:,} malformed messages",
+        flush=True,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mimir collect`` alone; return the exit status."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
