@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mimir.forward import KIND_FORWARD, MAX_MESSAGE_BYTES, RUN
-from mimir.zmq_handler import ZMQStreamHandler, import_zmq, is_loopback
+from mimir.zmq_handler import ZMQStreamHandler, bind_endpoint, import_zmq, is_loopback
 
 __all__ = ["Collector", "SenderStats"]
 
@@ -190,7 +190,7 @@ class Collector:
                 sock.curve_publickey, sock.curve_secretkey = keys
                 sock.curve_server = True
             #: The endpoint bound (with the port chosen when 0 or * was asked).
-            self.address: str = self._bind(zmq, sock, bind)
+            self.address: str = bind_endpoint(zmq, sock, bind, "collect")
             if filename is not None:
                 name = os.fspath(filename)
                 if name.endswith(".gz"):
@@ -244,23 +244,6 @@ class Collector:
         auth.start()
         auth.configure_curve(domain="*", location=location)
         return auth
-
-    @staticmethod
-    def _bind(zmq: Any, sock: Any, address: str) -> str:
-        endpoint = address
-        if address.startswith("tcp://") and address.endswith(":0"):
-            endpoint = address[:-1] + "*"
-        try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise OSError(
-                    errno.EADDRINUSE,
-                    f"cannot collect on {address}: address already in use (another collector"
-                    " there? use another port, or port * for a free one)",
-                ) from None
-            raise OSError(error.errno, f"cannot bind {address}: {error}") from None
-        return sock.getsockopt(zmq.LAST_ENDPOINT).decode()
 
     @property
     def stream_address(self) -> str | None:

@@ -111,6 +111,30 @@ def _line_offset(data: bytes, lines: int) -> int:
     return offset
 
 
+def bind_endpoint(zmq: Any, sock: Any, address: str, purpose: str) -> str:
+    """Bind ``sock`` to ``address`` (port 0 or ``*``: a free port); return the endpoint bound.
+
+    A port in use is an :class:`OSError` that names the address; ``purpose`` says
+    what the socket is for in that message ("publish", "collect").
+    """
+    if not isinstance(address, str) or "://" not in address:
+        raise ValueError(f"expected a ZeroMQ address such as tcp://127.0.0.1:5557, got {address!r}")
+    endpoint = address
+    if address.startswith("tcp://") and address.endswith(":0"):
+        endpoint = address[:-1] + "*"
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise OSError(
+                errno.EADDRINUSE,
+                f"cannot {purpose} on {address}: address already in use (another run "
+                "there? use another port, or port * for a free one)",
+            ) from None
+        raise OSError(error.errno, f"cannot bind {address}: {error}") from None
+    return sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+
+
 class _DeniedAtWarning(logging.LoggerAdapter):
     """The ``zmq.auth`` logger, with authentication denials raised from DEBUG to WARNING."""
 
@@ -256,14 +280,14 @@ class ZMQStreamHandler(Handler):
             self._pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # hear every subscription
             self._pub.setsockopt(zmq.RCVHWM, 1000)
             self._pub.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_SIZE)  # subscriptions are tiny
-            self.address = self._bind(zmq, self._pub, address)
+            self.address = bind_endpoint(zmq, self._pub, address, "publish")
             if replay:
                 self._router = self._socket(zmq, zmq.ROUTER, keys)
                 self._router.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_SIZE)
                 self._router.setsockopt(zmq.RCVHWM, 100)
                 self._router.setsockopt(zmq.SNDHWM, 2)  # replies per client, whole ones
                 self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-                self.replay_address = self._bind(zmq, self._router, replay_address)
+                self.replay_address = bind_endpoint(zmq, self._router, replay_address, "publish")
         except BaseException:
             self._release()
             raise
@@ -325,27 +349,6 @@ class ZMQStreamHandler(Handler):
             sock.curve_publickey, sock.curve_secretkey = keys
             sock.curve_server = True
         return sock
-
-    @staticmethod
-    def _bind(zmq: Any, sock: Any, address: str) -> str:
-        if not isinstance(address, str) or "://" not in address:
-            raise ValueError(
-                f"expected a ZeroMQ address such as tcp://127.0.0.1:5557, got {address!r}"
-            )
-        endpoint = address
-        if address.startswith("tcp://") and address.endswith(":0"):
-            endpoint = address[:-1] + "*"
-        try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise OSError(
-                    errno.EADDRINUSE,
-                    f"cannot publish on {address}: address already in use (another run "
-                    "streams there? use another port, or port * for a free one)",
-                ) from None
-            raise OSError(error.errno, f"cannot bind {address}: {error}") from None
-        return sock.getsockopt(zmq.LAST_ENDPOINT).decode()
 
     # -- the caller's side ---------------------------------------------------------
 
