@@ -132,7 +132,7 @@ class Logger:
         # Entries skip LogRecord creation while the set-up is exactly what this object
         # built: its own Mímir handlers, unchanged, no console, a formatter that adds
         # nothing. See log().
-        self._direct: Callable[[Mapping[str, Any]], None] | None = None
+        self._direct: Callable[[Mapping[str, Any]], bool] | None = None
         if (
             console is None
             and type(self.json_formatter) is JSONFormatter
@@ -154,27 +154,26 @@ class Logger:
                 f"Logger.log() takes a mapping such as {{'iteration': 7, 'loss': 0.31}}, "
                 f"got {type(entry).__name__}: {entry!r:.80}"
             )
-        logger = self.logger
         direct = self._direct
-        if (
-            direct is not None
-            and logger.handlers == self.handlers
-            and not logger.filters
-            and logger.isEnabledFor(logging.INFO)
-        ):
-            direct(entry)
-        elif logger.isEnabledFor(logging.INFO):
-            logger.handle(self._make_record(entry))
+        if direct is None or not direct(entry):
+            logger = self.logger
+            if logger.isEnabledFor(logging.INFO):
+                logger.handle(self._make_record(entry))
 
-    def _direct_path(self) -> Callable[[Mapping[str, Any]], None]:
+    def _direct_path(self) -> Callable[[Mapping[str, Any]], bool]:
         """The function that hands an entry straight to the handlers (see log()).
 
-        The result is the same as logger.handle() would give: building and
-        dispatching a LogRecord costs more than everything else a logging call does,
-        and with nothing else attached nobody can observe the record. Everything it
-        needs is bound once here, so that an entry costs little more than its JSON
-        encoding.
+        While the stdlib logger holds exactly this object's handlers, has no filters
+        and is enabled for INFO, the result is the same as logger.handle() would
+        give: building and dispatching a LogRecord costs more than everything else a
+        logging call does, and with nothing else attached nobody can observe the
+        record. Otherwise it does nothing and returns False. Everything it needs is
+        bound once here, so that an entry costs little more than its JSON encoding.
         """
+        logger = self.logger
+        own_handlers = self.handlers
+        manager = logger.manager
+        info = logging.INFO
         remember = self.memory.add_entry if self.memory is not None else None
         handlers = tuple(self._line_handlers)
         adders = tuple(handler.add_line for handler in handlers)
@@ -184,12 +183,17 @@ class Logger:
         default, option = fast if fast is not None else (None, 0)
         make_record = self._make_record
 
-        def log_direct(entry: Mapping[str, Any]) -> None:
+        def log_direct(entry: Mapping[str, Any]) -> bool:
+            if logger.handlers != own_handlers or logger.filters:
+                return False
+            quick = 0 < logger.level <= info and manager.disable < info and not logger.disabled
+            if not quick and not logger.isEnabledFor(info):
+                return True  # disabled: nothing to do, as logger.handle() would
             if remember is not None:
                 entry = dict(entry)  # the ring keeps a copy, as the formatter would build
                 remember(entry)
             if not adders:
-                return
+                return True
             line = None
             if dumps is not None:
                 try:
@@ -205,7 +209,7 @@ class Logger:
                     record = make_record(entry)
                     for handler in handlers:
                         handler.handleError(record)
-                    return
+                    return True
             for add_line in adders:
                 try:
                     add_line(line)
@@ -213,6 +217,7 @@ class Logger:
                     raise
                 except Exception:
                     handlers[adders.index(add_line)].handleError(make_record(entry))
+            return True
 
         return log_direct
 
