@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mimir.forward import KIND_FORWARD, MAX_MESSAGE_BYTES, RUN
-from mimir.zmq_handler import ZMQStreamHandler, bind_endpoint, import_zmq, is_loopback
+from mimir.zmq_handler import (
+    HandshakeMonitor,
+    ZMQStreamHandler,
+    bind_endpoint,
+    import_zmq,
+    is_loopback,
+)
 
 __all__ = ["Collector", "SenderStats"]
 
@@ -156,8 +162,7 @@ class Collector:
         self.restarts = 0
         #: Connections refused during the handshake (CURVE: no keys, a wrong server
         #: key, a client key not authorized), each logged (at most 5 a second).
-        self.refused = 0
-        self._refusal_window = (0.0, 0)
+        self._refused_before_close = 0
         #: One :class:`SenderStats` per sender, by run id.
         self.senders: dict[str, SenderStats] = {}
         self._by_header: dict[bytes, tuple[SenderStats, bytes, bytes]] = {}
@@ -181,11 +186,7 @@ class Collector:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RCVHWM, _RCVHWM)
             sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
-            self._monitor = sock.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-            )
+            self._monitor = HandshakeMonitor(zmq, sock, bind, log)
             if keys is not None:
                 sock.curve_publickey, sock.curve_secretkey = keys
                 sock.curve_server = True
@@ -244,6 +245,13 @@ class Collector:
         auth.start()
         auth.configure_curve(domain="*", location=location)
         return auth
+
+    @property
+    def refused(self) -> int:
+        """Connections refused during the CURVE handshake."""
+        if self._monitor is not None:
+            return self._monitor.refused
+        return self._refused_before_close
 
     @property
     def stream_address(self) -> str | None:
@@ -317,7 +325,7 @@ class Collector:
         poller.register(sock, zmq.POLLIN)
         monitor = self._monitor
         if monitor is not None:
-            poller.register(monitor, zmq.POLLIN)
+            poller.register(monitor.socket, zmq.POLLIN)
         stop = self._stop
         while not stop.is_set():
             try:
@@ -328,8 +336,8 @@ class Collector:
                 raise
             if sock in events:
                 self._receive(zmq, sock, 1000)
-            if monitor is not None and monitor in events:
-                self._refusals(zmq, monitor)
+            if monitor is not None and monitor.socket in events:
+                monitor.drain(zmq)
         # Take what is already on its way: until nothing has come for _QUIET_MS (or
         # _DRAIN_SECONDS have passed while it keeps coming).
         deadline = time.monotonic() + _DRAIN_SECONDS
@@ -356,34 +364,6 @@ class Collector:
                 self.bad_messages += 1
                 log.exception("mimir collector: could not handle a message (dropped)")
         return most
-
-    def _refusals(self, zmq: Any, monitor: Any) -> None:
-        """Count and log the handshakes that failed (rate-limited)."""
-        from zmq.utils.monitor import recv_monitor_message
-
-        for _ in range(100):
-            try:
-                event = recv_monitor_message(monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self.refused += 1
-            now = time.monotonic()
-            start, logged = self._refusal_window
-            if now - start >= 1.0:
-                start, logged = now, 0
-            self._refusal_window = (start, logged + 1)
-            if logged < 5:
-                kind = {
-                    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused the client's key",
-                    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the handshake failed (no CURVE keys,"
-                    " the wrong server key, or not a Mímir sender)",
-                }.get(event["event"], "the handshake failed")
-                log.warning(
-                    "mimir collector: refused a connection on %s: %s (%d refused so far)",
-                    self.address,
-                    kind,
-                    self.refused,
-                )
 
     # -- one message ----------------------------------------------------------------------
 
@@ -574,8 +554,8 @@ class Collector:
         try:
             if self._sock is not None:
                 if self._monitor is not None:
-                    self._sock.disable_monitor()
-                    self._monitor.close(linger=0)
+                    self._refused_before_close = self._monitor.refused
+                    self._monitor.close()
                     self._monitor = None
                 self._sock.close(linger=0)
                 self._sock = None

@@ -146,6 +146,63 @@ class _DeniedAtWarning(logging.LoggerAdapter):
             super().debug(msg, *args, **kwargs)
 
 
+class HandshakeMonitor:
+    """Counts and logs the connections a CURVE socket refused during the handshake.
+
+    ZeroMQ drops a peer without keys or with the wrong server key before any key
+    check runs, so only a socket monitor sees it. Logged on ``logger`` at WARNING,
+    at most 5 a second; every refusal is counted in :attr:`refused`.
+    """
+
+    def __init__(self, zmq: Any, sock: Any, where: str, logger: logging.Logger) -> None:
+        self.refused = 0
+        self._sock = sock
+        self._where = where
+        self._log = logger
+        self._window = (0.0, 0)
+        self.socket = sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        )
+        self._kinds = {
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused the client's key",
+            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the handshake failed (no CURVE keys,"
+            " the wrong server key, or not a Mímir peer)",
+        }
+
+    def drain(self, zmq: Any) -> None:
+        """Count and log the refusals reported so far."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        for _ in range(100):
+            try:
+                event = recv_monitor_message(self.socket, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.refused += 1
+            now = time.monotonic()
+            start, logged = self._window
+            if now - start >= 1.0:
+                start, logged = now, 0
+            self._window = (start, logged + 1)
+            if logged < 5:
+                self._log.warning(
+                    "refused a connection on %s: %s (%d refused so far)",
+                    self._where,
+                    self._kinds.get(event["event"], "the handshake failed"),
+                    self.refused,
+                )
+
+    def close(self) -> None:
+        """Stop monitoring and close the monitor socket."""
+        try:
+            self._sock.disable_monitor()
+        except Exception:  # the socket may be closed already
+            pass
+        self.socket.close(linger=0)
+
+
 class ZMQStreamHandler(Handler):
     """Publishes every entry on a ZeroMQ socket, for :func:`mimir.stream.subscribe`.
 
@@ -260,6 +317,8 @@ class ZMQStreamHandler(Handler):
         self._ring_count = 0  # entries held in _ring
         self._lock = threading.Lock()
         self._closed = False
+        self._monitors: list[HandshakeMonitor] = []
+        self._refused_before_close = 0
         self._forked = False
         self._stopped = False
         self._dropping = False
@@ -288,6 +347,16 @@ class ZMQStreamHandler(Handler):
                 self._router.setsockopt(zmq.SNDHWM, 2)  # replies per client, whole ones
                 self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
                 self.replay_address = bind_endpoint(zmq, self._router, replay_address, "publish")
+            if keys is not None:
+                denials = logging.getLogger("mimir.stream")
+                self._monitors = [
+                    HandshakeMonitor(zmq, sock, where, denials)
+                    for sock, where in (
+                        (self._pub, self.address),
+                        (self._router, self.replay_address),
+                    )
+                    if sock is not None
+                ]
         except BaseException:
             self._release()
             raise
@@ -458,6 +527,11 @@ class ZMQStreamHandler(Handler):
                 except BlockingIOError:
                     pass
 
+    @property
+    def refused(self) -> int:
+        """Connections refused during the CURVE handshake (see :class:`HandshakeMonitor`)."""
+        return sum(monitor.refused for monitor in self._monitors) + self._refused_before_close
+
     def _release(self) -> None:
         """Close the pipe, sockets, authenticator and context (once, never in a child)."""
         with self._lock:
@@ -465,6 +539,10 @@ class ZMQStreamHandler(Handler):
                 if fd >= 0:
                     os.close(fd)
             self._wake_r = self._wake_w = -1
+        for monitor in self._monitors:
+            self._refused_before_close += monitor.refused
+            monitor.close()
+        self._monitors = []
         linger = int(self.linger * 1000)
         for sock in (self._pub, self._router):
             if sock is not None and not sock.closed:
@@ -488,6 +566,7 @@ class ZMQStreamHandler(Handler):
         self._dropping = False
         self._thread = None
         self._auth = self._pub = self._router = self._context = None
+        self._monitors = []
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 try:
@@ -511,6 +590,9 @@ class ZMQStreamHandler(Handler):
         poller.register(pub, zmq.POLLIN)
         if router is not None:
             poller.register(router, zmq.POLLIN)
+        monitors = {monitor.socket: monitor for monitor in self._monitors}
+        for monitor_socket in monitors:
+            poller.register(monitor_socket, zmq.POLLIN)
         interval = self.heartbeat
         last_send = time.monotonic()
         active = False
@@ -536,6 +618,9 @@ class ZMQStreamHandler(Handler):
                         if not self._count:
                             self._idle = True
                             active = False
+                for monitor_socket, monitor in monitors.items():
+                    if monitor_socket in events:
+                        monitor.drain(zmq)
                 if router in events:
                     self._serve(zmq, router)
                 if pub in events:

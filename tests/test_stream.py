@@ -449,6 +449,7 @@ def test_s2_curve_refuses_clients_without_the_right_keys(publish, tmp_path, capl
     log_range(logger, 1, 5)
     handler.flush()
     caplog.set_level(logging.WARNING, logger="zmq.auth")
+    caplog.set_level(logging.WARNING, logger="mimir.stream")
     bad = [
         {},
         {
@@ -467,6 +468,11 @@ def test_s2_curve_refuses_clients_without_the_right_keys(publish, tmp_path, capl
                 next(sub)
             assert sub.run_id is None
     wait_for(lambda: sum("DENIED" in r.getMessage() for r in caplog.records) >= 2)
+    # No keys and the wrong server key fail in the handshake, before any key check:
+    # the publisher's handshake monitor logs and counts those.
+    wait_for(lambda: handler.refused >= 2)
+    handshakes = [r.getMessage() for r in caplog.records if r.name == "mimir.stream"]
+    assert any("refused a connection" in message for message in handshakes)
     good = {
         "curve_server_public_key": keys["server_public"],
         "curve_client_secret_key": keys["client_secret"],
