@@ -23,6 +23,8 @@ from mimir.zmq_handler import (
     bind_endpoint,
     import_zmq,
     is_loopback,
+    load_server_keys,
+    start_authenticator,
 )
 
 __all__ = ["Collector", "SenderStats"]
@@ -179,9 +181,9 @@ class Collector:
         self.stream: ZMQStreamHandler | None = None
         self._context = zmq.Context()
         try:
-            keys = ZMQStreamHandler._curve_keys(zmq, curve_server_secret_key)
+            keys = load_server_keys(zmq, curve_server_secret_key)
             if curve_authorized_keys is not None:
-                self._auth = self._start_authenticator(curve_authorized_keys)
+                self._auth = start_authenticator(self._context, curve_authorized_keys)
             sock = self._sock = self._context.socket(zmq.PULL)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RCVHWM, _RCVHWM)
@@ -230,21 +232,6 @@ class Collector:
             )
 
     # -- set-up -------------------------------------------------------------------
-
-    def _start_authenticator(self, directory: Any) -> Any:
-        from zmq.auth.thread import ThreadAuthenticator
-
-        from mimir.zmq_handler import _DeniedAtWarning
-
-        location = os.fspath(directory)
-        if not os.path.isdir(location):
-            raise ValueError(f"curve_authorized_keys: {location!r} is not a directory")
-        auth = ThreadAuthenticator(
-            self._context, log=_DeniedAtWarning(logging.getLogger("zmq.auth"), {})
-        )
-        auth.start()
-        auth.configure_curve(domain="*", location=location)
-        return auth
 
     @property
     def refused(self) -> int:

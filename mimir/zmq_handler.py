@@ -146,6 +146,36 @@ class _DeniedAtWarning(logging.LoggerAdapter):
             super().debug(msg, *args, **kwargs)
 
 
+def load_server_keys(zmq: Any, secret_key_file: Any) -> tuple[bytes, bytes] | None:
+    """The CURVE key pair of a server from its ``zmq.auth`` secret key file (None: no CURVE)."""
+    if secret_key_file is None:
+        return None
+    if not zmq.has("curve"):
+        raise ValueError("this libzmq was built without CURVE support")
+    import zmq.auth
+
+    public, secret = zmq.auth.load_certificate(os.fspath(secret_key_file))
+    if secret is None:
+        raise ValueError(
+            f"{os.fspath(secret_key_file)!r} holds no secret key: pass the "
+            "'.key_secret' file made by zmq.auth.create_certificates"
+        )
+    return public, secret
+
+
+def start_authenticator(context: Any, directory: Any) -> Any:
+    """Accept only the CURVE clients whose public keys are in ``directory``; denials logged."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    location = os.fspath(directory)
+    if not os.path.isdir(location):
+        raise ValueError(f"curve_authorized_keys: {location!r} is not a directory")
+    auth = ThreadAuthenticator(context, log=_DeniedAtWarning(logging.getLogger("zmq.auth"), {}))
+    auth.start()
+    auth.configure_curve(domain="*", location=location)
+    return auth
+
+
 class HandshakeMonitor:
     """Counts and logs the connections a CURVE socket refused during the handshake.
 
@@ -331,9 +361,9 @@ class ZMQStreamHandler(Handler):
         os.set_blocking(self._wake_r, False)
         self._context = zmq.Context()
         try:
-            keys = self._curve_keys(zmq, curve_server_secret_key)
+            keys = load_server_keys(zmq, curve_server_secret_key)
             if curve_authorized_keys is not None:
-                self._auth = self._start_authenticator(zmq, curve_authorized_keys)
+                self._auth = start_authenticator(self._context, curve_authorized_keys)
             self._pub = self._socket(zmq, zmq.XPUB, keys)
             self._pub.setsockopt(zmq.SNDHWM, hwm)
             self._pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # hear every subscription
@@ -381,35 +411,6 @@ class ZMQStreamHandler(Handler):
         _fork.reset_after_fork(self)
 
     # -- set-up -------------------------------------------------------------------
-
-    @staticmethod
-    def _curve_keys(zmq: Any, secret_key_file: Any) -> tuple[bytes, bytes] | None:
-        if secret_key_file is None:
-            return None
-        if not zmq.has("curve"):
-            raise ValueError("this libzmq was built without CURVE support")
-        import zmq.auth
-
-        public, secret = zmq.auth.load_certificate(os.fspath(secret_key_file))
-        if secret is None:
-            raise ValueError(
-                f"{os.fspath(secret_key_file)!r} holds no secret key: pass the "
-                "'.key_secret' file made by zmq.auth.create_certificates"
-            )
-        return public, secret
-
-    def _start_authenticator(self, zmq: Any, directory: Any) -> Any:
-        from zmq.auth.thread import ThreadAuthenticator
-
-        location = os.fspath(directory)
-        if not os.path.isdir(location):
-            raise ValueError(f"curve_authorized_keys: {location!r} is not a directory")
-        auth = ThreadAuthenticator(
-            self._context, log=_DeniedAtWarning(logging.getLogger("zmq.auth"), {})
-        )
-        auth.start()
-        auth.configure_curve(domain="*", location=location)
-        return auth
 
     def _socket(self, zmq: Any, kind: int, keys: tuple[bytes, bytes] | None) -> Any:
         sock = self._context.socket(kind)
