@@ -1,6 +1,6 @@
 """Many processes into one collector: ZMQForwardHandler, Collector and ``mimir collect``.
 
-Rows Z5, Z6, Z7 and S1-S4 of RELIABILITY.md, with real processes and sockets on
+Rows Z5, Z6, Z7 and S1-S4 of the reliability plan, with real processes and sockets on
 127.0.0.1 (ephemeral ports).
 """
 

@@ -1,4 +1,4 @@
-"""Tests of the gzlog file-format engine (mimir/gzlog.py), RELIABILITY.md rows G1, G5, G9-G11."""
+"""Tests of the gzlog file-format engine (mimir/gzlog.py), reliability rows G1, G5, G9-G11."""
 
 from __future__ import annotations
 

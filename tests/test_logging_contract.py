@@ -1,4 +1,4 @@
-"""The logging contract (RELIABILITY.md rows P1, P2, P4) and interplay with stdlib logging."""
+"""The logging contract (reliability rows P1, P2, P4) and interplay with stdlib logging."""
 
 from __future__ import annotations
 
