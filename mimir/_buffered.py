@@ -74,15 +74,6 @@ class BufferedHandler(Handler):
 
     # -- the caller's side ------------------------------------------------------
 
-    def emit(self, record: logging.LogRecord) -> None:
-        """Buffer the record's JSON line; never blocks on I/O (unless ``flush_interval=0``)."""
-        try:
-            self.add_line((self.json_line(record) + "\n").encode(), record)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-
     def add_line(self, line: bytes, record: logging.LogRecord | None = None) -> None:
         """Buffer one encoded entry, ending with its newline, for the next batch."""
         lock = self._buffer_lock

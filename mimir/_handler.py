@@ -8,7 +8,13 @@ from typing import Any
 
 from mimir.formatter import JSONFormatter
 
-__all__ = ["Handler"]
+__all__ = ["Handler", "as_line"]
+
+
+def as_line(line: bytes | bytearray | memoryview | str) -> bytes:
+    """``line`` as UTF-8 bytes ending in one newline (the form handlers queue)."""
+    data = line.encode() if isinstance(line, str) else bytes(line)
+    return data if data[-1:] == b"\n" else data + b"\n"
 
 
 class Handler(logging.Handler):
@@ -55,6 +61,23 @@ class Handler(logging.Handler):
             return super().handle(record)
         self.emit(record)
         return record
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record's entry as one JSON line with :meth:`add_line`; never raises.
+
+        Handlers that move lines (files, streams, the forwarder) implement
+        ``add_line(line, record)``, which :class:`mimir.Logger` also calls directly.
+        """
+        try:
+            self.add_line(as_line(self.json_line(record)), record)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def add_line(self, line: bytes, record: logging.LogRecord | None = None) -> None:
+        """Queue one entry: UTF-8 JSON ending in one newline."""
+        raise NotImplementedError
 
     def handleError(self, record: logging.LogRecord | None) -> None:
         """Count the failure, then report it as the standard library does."""

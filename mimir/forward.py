@@ -17,7 +17,7 @@ from typing import Any
 
 from mimir import _fork
 from mimir._buffered import EntriesDropped
-from mimir._handler import Handler
+from mimir._handler import Handler, as_line
 from mimir.zmq_handler import RUN, import_zmq
 
 __all__ = ["KIND_FORWARD", "MAX_MESSAGE_BYTES", "RUN", "ZMQForwardHandler"]
@@ -170,17 +170,6 @@ class ZMQForwardHandler(Handler):
 
     # -- the caller's side ---------------------------------------------------------
 
-    def emit(self, record: logging.LogRecord) -> None:
-        """Queue the record's JSON line for the collector; never waits for the network."""
-        try:
-            line = self.json_line(record)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-            return
-        self.add_line(line, record)
-
     def add_line(self, line: bytes | str, record: logging.LogRecord | None = None) -> None:
         """Queue one entry, already encoded as one line of JSON (a JSON object).
 
@@ -189,7 +178,7 @@ class ZMQForwardHandler(Handler):
         newline.
         """
         if not line or line[-1] != 10:  # 10: b"\\n"; text never equals it
-            line = (line.encode() if isinstance(line, str) else bytes(line)) + b"\n"
+            line = as_line(line)
         lock = self._lock
         lock.acquire()
         try:

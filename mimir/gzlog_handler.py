@@ -7,6 +7,7 @@ import os
 
 from mimir._buffered import BufferedHandler
 from mimir.gzlog import MAX_APPEND, Gzlog, GzlogError, GzlogState
+from mimir.jsonl import require_directory
 
 __all__ = ["GzlogFileHandler"]
 
@@ -64,13 +65,7 @@ class GzlogFileHandler(BufferedHandler):
                 f"a compressed log's filename must end with '.gz' (e.g. 'run.jsonl.gz'), "
                 f"got {os.fspath(filename)!r}"
             )
-        directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(
-                2,
-                f"cannot create log file: directory {directory!r} does not exist; create it first",
-                path,
-            )
+        require_directory(path)
         self.filename = path
         self._gzlog = Gzlog(
             path, on_corrupt="new", verify="quick", compression_level=compression_level

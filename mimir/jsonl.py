@@ -10,7 +10,7 @@ import warnings
 
 from mimir._buffered import BufferedHandler
 
-__all__ = ["JSONLFileHandler", "open_for_append"]
+__all__ = ["JSONLFileHandler", "open_for_append", "require_directory"]
 
 _CHUNK = 1 << 16
 
@@ -29,6 +29,17 @@ def _start_of_last_line(filename: str, size: int) -> int:
     return 0
 
 
+def require_directory(path: str) -> None:
+    """Raise a :class:`FileNotFoundError` saying what to do if ``path``'s directory is missing."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            2,
+            f"cannot create log file: directory {directory!r} does not exist; create it first",
+            path,
+        )
+
+
 def open_for_append(filename: str | os.PathLike[str]) -> int:
     """Open ``filename`` for appending (created if missing) and return the descriptor.
 
@@ -38,13 +49,9 @@ def open_for_append(filename: str | os.PathLike[str]) -> int:
     path = os.fspath(filename)
     try:
         return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    except FileNotFoundError as error:
-        directory = os.path.dirname(os.path.abspath(path))
-        raise FileNotFoundError(
-            error.errno,
-            f"cannot create log file: directory {directory!r} does not exist; create it first",
-            path,
-        ) from None
+    except FileNotFoundError:
+        require_directory(path)
+        raise
     except OSError as error:
         raise type(error)(
             error.errno,

@@ -20,7 +20,7 @@ from typing import Any
 
 from mimir import _fork
 from mimir._buffered import EntriesDropped
-from mimir._handler import Handler
+from mimir._handler import Handler, as_line
 
 __all__ = [
     "MAX_REQUEST_SIZE",
@@ -94,12 +94,6 @@ def is_loopback(endpoint: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _as_line(line: bytes | bytearray | memoryview | str) -> bytes:
-    """``line`` as UTF-8 bytes ending in one newline."""
-    data = line.encode() if isinstance(line, str) else bytes(line)
-    return data if data[-1:] == b"\n" else data + b"\n"
 
 
 def _line_offset(data: bytes, lines: int) -> int:
@@ -422,17 +416,6 @@ class ZMQStreamHandler(Handler):
 
     # -- the caller's side ---------------------------------------------------------
 
-    def emit(self, record: logging.LogRecord) -> None:
-        """Queue the record's JSON line for publication; never waits for the network."""
-        try:
-            line = self.json_line(record)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-            return
-        self.add_line(line, record)
-
     def add_line(self, line: bytes | str, record: logging.LogRecord | None = None) -> None:
         """Queue one entry, already encoded as one line of JSON.
 
@@ -441,7 +424,7 @@ class ZMQStreamHandler(Handler):
         newline.
         """
         if not line or line[-1] != 10:  # 10: b"\\n"; text never equals it
-            line = _as_line(line)
+            line = as_line(line)
         # acquire/release rather than "with": a third less time, on every entry.
         lock = self._lock
         lock.acquire()
