@@ -30,6 +30,7 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
+import mimir  # noqa: E402
 from mimir.collector import Collector  # noqa: E402
 from mimir.forward import RUN, ZMQForwardHandler  # noqa: E402
 
@@ -288,6 +289,14 @@ def test_z6_collector_killed_and_restarted(tmp_path: Path) -> None:
         for proc in senders:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "started"
+        # Kill only once the first collector has committed entries from every sender:
+        # a sender whose entries all waited in its own queue would reach the restarted
+        # collector from entry 1 and show no gap there.
+        first_file = tmp_path / "first.jsonl.gz"
+        wait_until(
+            lambda: len(by_sender(mimir.load(first_file))) == 3,
+            what="the first collector has entries from every sender",
+        )
         first.kill()
         first.wait()
         restarted = Collector(address, filename=tmp_path / "second.jsonl.gz", flush_interval=0.05)
