@@ -114,7 +114,7 @@ class BufferedHandler(Handler):
         if self._forked and mp_util is not None:
             # Children of multiprocessing leave through os._exit, skipping
             # logging.shutdown: its own exit hook writes what the child buffered.
-            mp_util.Finalize(self, self._commit, exitpriority=100)
+            mp_util.Finalize(self, self.flush, exitpriority=100)
 
     def _drop(self, record: logging.LogRecord | None) -> None:
         """Report the first entry dropped since writes last succeeded."""
@@ -135,6 +135,11 @@ class BufferedHandler(Handler):
     def flush(self) -> None:
         """Write everything buffered so far, on the calling thread."""
         self._commit()
+
+    @property
+    def unwritten(self) -> int:
+        """Bytes of entries buffered or kept for a retry, not yet written."""
+        return len(self._pending) + self._retained
 
     def close(self) -> None:
         """Write what is buffered, stop the thread, and release the output. Idempotent."""

@@ -155,7 +155,7 @@ def test_stored_tail_never_exceeds_1_mib(tmp_path: Path, closing: Any) -> None:
     """Over a run crossing several compressions the uncompressed tail stays <= 1 MiB,
     after each flush and at every state write in between."""
     path = tmp_path / "run.jsonl.gz"
-    handler = make_handler(path, closing, flush_interval=60)
+    handler = make_handler(path, closing, flush_interval=60, writer_process=False)  # hooks here
     at_writes: list[int] = []
 
     def hook(point: str, n: int) -> None:
@@ -189,6 +189,7 @@ rng = random.Random(seed)
 handler = GzlogFileHandler(path, flush_interval=0.002, flush_bytes=64 << 10)
 seq = 0
 out = os.fdopen(1, "w", buffering=1)
+out.write(f"writer {handler.writer_pid}\n")
 while True:
     for _ in range(rng.randrange(1, 60)):
         size = rng.choice((10, 100, 1000, 3000, 20000))
@@ -201,8 +202,21 @@ while True:
 """
 
 
-def run_kill_trial(directory: Path, seed: int) -> dict[str, Any]:
-    """Start a logging child, SIGKILL it at a random moment, check the log. Returns facts."""
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (a zombie left unreaped counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def run_kill_trial(directory: Path, seed: int, *, kill_writer: bool = True) -> dict[str, Any]:
+    """Start a logging child, SIGKILL it at a random moment, check the log. Returns facts.
+
+    With ``kill_writer`` its writer process is killed at the same moment (the whole
+    job killed); otherwise the writer must write what it received and exit by itself.
+    """
     rng = random.Random(seed)
     path = Path(directory) / f"kill{seed}.jsonl.gz"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -211,7 +225,6 @@ def run_kill_trial(directory: Path, seed: int) -> dict[str, Any]:
         stdout=subprocess.PIPE,
         env=env,
     )
-    acked = 0
     buf = b""
     fd = child.stdout.fileno()
     # wait for the first acknowledgement, then kill at a random moment
@@ -223,16 +236,23 @@ def run_kill_trial(directory: Path, seed: int) -> dict[str, Any]:
             if not chunk:
                 break
             buf += chunk
-            if deadline is None and b"\n" in buf:
+            if deadline is None and buf.count(b"\n") > 1:
                 deadline = time.monotonic() + rng.uniform(0.0, 0.25)
         if deadline is not None and time.monotonic() >= deadline:
             break
+    writer = int(buf.split(b"\n", 1)[0].split()[1])
+    if kill_writer:
+        os.kill(writer, signal.SIGKILL)
     child.send_signal(signal.SIGKILL)
     child.wait()
     while chunk := os.read(fd, 65536):
         buf += chunk
     child.stdout.close()
-    acks = buf.split(b"\n")
+    end = time.monotonic() + 30
+    while not gone(writer):
+        assert time.monotonic() < end, "the writer process outlived the logging process"
+        time.sleep(0.005)
+    acks = buf.split(b"\n")[1:]
     acked = max((int(x) for x in acks if x.strip()), default=0)
     op_at_kill = raw_op(path)
     repairs = recover(path)
@@ -254,13 +274,24 @@ def run_kill_trial(directory: Path, seed: int) -> dict[str, Any]:
 
 
 def test_g3_sigkill_while_logging(tmp_path: Path) -> None:
-    """50 SIGKILLs at random moments: file valid, no acknowledged entry lost, no duplicate."""
+    """50 SIGKILLs of a logging process and its writer at random moments: file valid, no
+    acknowledged entry lost, no duplicate."""
     results = [run_kill_trial(tmp_path, seed) for seed in range(50)]
     bad = [r for r in results if not (r["valid"] and r["prefix"] and r["lost"] == 0)]
     assert not bad, bad
     assert sum(r["acked"] for r in results) > 0
     # some trials must have hit an operation in progress (append or compression)
     assert any(r["op_at_kill"] for r in results) or any(r["repaired"] for r in results)
+
+
+def test_writer_finishes_after_the_logging_process_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the logging process alone: its writer writes everything it received,
+    leaves the log closed (no operation pending, nothing to repair), and exits."""
+    results = [run_kill_trial(tmp_path, seed, kill_writer=False) for seed in range(10)]
+    bad = [r for r in results if not (r["valid"] and r["prefix"] and r["lost"] == 0)]
+    assert not bad, bad
+    assert not any(r["op_at_kill"] or r["repaired"] for r in results), results
+    assert all(r["present"] >= r["acked"] > 0 for r in results), results
 
 
 # --- G6: injected I/O errors ------------------------------------------------------------
@@ -311,7 +342,9 @@ def test_g6_injected_errors(tmp_path: Path, closing: Any, point: str, code: int,
     """emit never raises, one report per failure streak, then every entry exactly once."""
     logging.raiseExceptions = False
     path = tmp_path / "run.jsonl.gz"
-    handler = make_handler(path, closing, flush_interval=60)
+    # The fault is injected into this process's engine: the handler writes from its
+    # own thread here. The writer process runs this same handler code.
+    handler = make_handler(path, closing, flush_interval=60, writer_process=False)
     fault = Fault(point, code, nth=2, persistent=persistent)
     handler._gzlog._hooks = fault
     logger = logging.getLogger(f"mimir.test.gz.g6.{point}")

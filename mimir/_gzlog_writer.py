@@ -1,0 +1,358 @@
+"""The writer process behind :class:`~mimir.GzlogFileHandler`.
+
+A thread that does file I/O gives up the GIL for every system call and must win it
+back afterwards. While the training loop runs pure Python, each of those waits lasts
+up to the interpreter's switch interval (5 ms by default), so a writer thread that
+makes dozens of system calls per MiB (the fsyncs and state writes of every gzlog
+append and compression) falls far behind a fast loop, and ``close()`` pays for the
+backlog. The writer process has an interpreter of its own: the handler's thread only
+hands it whole batches through a pipe, one system call per batch.
+
+The process runs a :class:`~mimir.GzlogFileHandler` with ``writer_process=False`` and
+``flush_interval=0``, so the appends, retries, drop accounting and compression are
+exactly those of the in-process handler. It ignores SIGINT and SIGTERM and runs in a
+session of its own: it stops when told to, or when the pipe from the logging process
+closes (that process exited or was killed), after writing everything it received.
+
+Pipe protocol (private; both ends are this module):
+
+* to the writer: frames of a 1-byte kind, a 4-byte little-endian length and a
+  payload. ``D`` complete JSON lines; ``S`` (sync: write everything received),
+  ``C`` (sync, then compress the stored tail) and ``Q`` (sync, compress, close,
+  exit) carry a request number as ASCII digits.
+* from the writer: one JSON object per line, ``{"reply": N, "dropped": D}`` when
+  request N is done (D: entries the writer dropped so far; N = 0: the log is open
+  and the writer ready), or
+  ``{"report": message, "detail": traceback}`` for a failure, as it happens.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["WriterProcess", "WriterProcessError"]
+
+_FRAME = struct.Struct("<cI")
+_DATA, _SYNC, _COMPRESS, _QUIT = b"D", b"S", b"C", b"Q"
+_PIPE_BYTES = 1 << 20  # pipe capacity asked for (Linux's default limit for users)
+_COALESCE = 4 << 20  # at most this many bytes of waiting batches per gzlog commit
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from mimir._gzlog_writer import main; main()"
+
+
+class WriterProcessError(OSError):
+    """A failure inside the writer process, or the process itself failed."""
+
+
+class WriterProcess:
+    """The handler's side of the writer process: start it, send batches, ask and wait.
+
+    Not thread-safe: the handler calls it under its I/O lock. ``report(message)`` is
+    called inside an ``except`` block for every failure, the writer's own included.
+    """
+
+    def __init__(
+        self,
+        filename: str,
+        *,
+        flush_interval: float,
+        max_buffer_bytes: int,
+        compression_level: int,
+        report: Callable[[str], None],
+    ) -> None:
+        self.filename = filename
+        self._args = [filename, repr(flush_interval), str(max_buffer_bytes), str(compression_level)]
+        self._report = report
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._send_fd = -1
+        self._reply_fd = -1
+        self._replies = bytearray()
+        self._requests = 0
+        self._deaths = 0  # in a row: only the first of a streak is reported
+        self.dropped = 0  # entries the writer process dropped (its buffer was full)
+        self._start()
+
+    # -- life cycle ---------------------------------------------------------------
+
+    def _start(self) -> None:
+        if not sys.executable:
+            raise WriterProcessError("no Python executable to run the writer process")
+        to_writer, self._send_fd = os.pipe()
+        self._reply_fd, from_writer = os.pipe()
+        try:
+            set_pipe_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+            if set_pipe_size is not None:
+                try:  # a batch of up to 1 MiB then goes in without waiting for the writer
+                    fcntl.fcntl(self._send_fd, set_pipe_size, _PIPE_BYTES)
+                except OSError:
+                    pass
+            package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, package_root, *self._args],
+                stdin=to_writer,
+                stdout=from_writer,
+                close_fds=True,
+                start_new_session=True,  # terminal signals (Ctrl-C) go to the logging process only
+            )
+        except BaseException:
+            self._close_fds()
+            raise
+        finally:
+            os.close(to_writer)
+            os.close(from_writer)
+        self._replies = bytearray()
+        if not self._read_replies(until=0):  # the writer has opened the log
+            code = self._proc.wait()
+            self._close_fds()
+            self._proc = None
+            raise WriterProcessError(
+                f"the writer process of {self.filename} could not start (exit status {code})"
+            )
+
+    def _died(self) -> None:
+        """The writer is gone: reap it, report it (once in a row), start a new one."""
+        proc = self._proc
+        code = proc.wait() if proc is not None else None
+        self._close_fds()
+        self._proc = None
+        self._deaths += 1
+        if self._deaths == 1:
+            try:
+                raise WriterProcessError(
+                    f"the writer process of {self.filename} exited unexpectedly (exit status "
+                    f"{code}); entries it had received and not yet written may be lost"
+                )
+            except WriterProcessError as error:
+                self._report(str(error))
+        self._start()
+
+    def _close_fds(self) -> None:
+        for fd in (self._send_fd, self._reply_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._send_fd = self._reply_fd = -1
+
+    def close(self) -> None:
+        """Have the writer write everything, compress its tail and exit; wait for it."""
+        try:
+            self.request(_QUIT)
+        finally:
+            proc = self._proc
+            self._close_fds()
+            self._proc = None
+            if proc is not None:
+                proc.wait()
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's pipes without touching the parent's writer."""
+        self._close_fds()
+        self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's pid, or None once closed."""
+        return self._proc.pid if self._proc is not None else None
+
+    # -- talking to it ----------------------------------------------------------------
+
+    def send(self, data: bytes | bytearray) -> None:
+        """Hand complete lines to the writer (blocks only while its pipe is full)."""
+        self._send(_DATA, data)
+        if not self._read_replies(until=None):
+            self._died()  # noticed early; what it had not written is reported lost
+
+    def sync(self) -> None:
+        """Return once the writer has written (or failed and reported) everything sent."""
+        self.request(_SYNC)
+
+    def compress(self) -> None:
+        """Sync, then have the writer compress the log's stored tail."""
+        self.request(_COMPRESS)
+
+    def request(self, kind: bytes) -> None:
+        """Send request ``kind`` and wait for its reply (a dead writer is replaced once)."""
+        for _ in range(2):
+            self._requests += 1
+            self._send(kind, str(self._requests).encode())
+            if self._read_replies(until=self._requests):
+                return
+            self._died()
+        raise WriterProcessError(f"the writer process of {self.filename} keeps exiting")
+
+    def _send(self, kind: bytes, payload: bytes | bytearray) -> None:
+        for attempt in range(2):
+            if self._proc is None:
+                self._start()
+            try:
+                self._write_all(_FRAME.pack(kind, len(payload)), payload)
+                return
+            except BrokenPipeError as error:
+                if attempt:
+                    raise WriterProcessError(
+                        f"the writer process of {self.filename} keeps exiting"
+                    ) from error
+                self._died()  # the whole frame goes to the new writer: nothing twice
+
+    def _write_all(self, header: bytes, payload: bytes | bytearray) -> None:
+        with memoryview(payload) as view:
+            parts: list[bytes | memoryview] = [header, view]
+            while parts:
+                wrote = os.writev(self._send_fd, parts)
+                while parts and wrote >= len(parts[0]):
+                    wrote -= len(parts[0])
+                    parts.pop(0)
+                if wrote:
+                    parts[0] = memoryview(parts[0])[wrote:]
+
+    def _read_replies(self, *, until: int | None) -> bool:
+        """Act on what the writer said; with ``until``, wait for that reply.
+
+        Returns False if the writer is gone (its pipe closed) before the reply came.
+        """
+        while not self._take_messages(until):
+            ready, _, _ = select.select([self._reply_fd], [], [], 0 if until is None else None)
+            if not ready:
+                return True
+            chunk = os.read(self._reply_fd, 1 << 16)
+            if not chunk:
+                return False
+            self._replies += chunk
+        return True
+
+    def _take_messages(self, until: int | None) -> bool:
+        """Act on every complete message received; whether reply ``until`` was among them."""
+        found = False
+        while (end := self._replies.find(b"\n")) >= 0:
+            message: dict[str, Any] = json.loads(self._replies[:end])
+            del self._replies[: end + 1]
+            if "report" in message:
+                try:
+                    raise WriterProcessError(message.get("detail") or message["report"])
+                except WriterProcessError:
+                    self._report(message["report"])
+                continue
+            self._deaths = 0
+            self.dropped = message.get("dropped", self.dropped)
+            found = found or message.get("reply") == until
+        return found
+
+
+# -- the writer process -----------------------------------------------------------------
+
+
+class _Frames:
+    """Frames read from a pipe, complete ones only."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+        self.eof = False
+
+    def read(self, timeout: float | None) -> list[tuple[bytes, bytes]]:
+        """Every complete frame available, waiting up to ``timeout`` for the first."""
+        frames = self._complete()
+        wait = timeout
+        size = 0
+        while not self.eof:
+            if frames:
+                wait = 0  # take what is already there, without waiting for more
+                size = sum(len(payload) for _, payload in frames)
+                if size >= _COALESCE:
+                    break
+            ready, _, _ = select.select([self.fd], [], [], wait)
+            if not ready:
+                break
+            chunk = os.read(self.fd, _PIPE_BYTES)
+            if not chunk:
+                self.eof = True
+                break
+            self.buffer += chunk
+            frames += self._complete()
+        return frames
+
+    def _complete(self) -> list[tuple[bytes, bytes]]:
+        frames = []
+        buffer = self.buffer
+        start = 0
+        while len(buffer) - start >= _FRAME.size:
+            kind, length = _FRAME.unpack_from(buffer, start)
+            end = start + _FRAME.size + length
+            if end > len(buffer):
+                break
+            frames.append((kind, bytes(buffer[start + _FRAME.size : end])))
+            start = end
+        del buffer[:start]
+        return frames
+
+
+def main() -> None:
+    """Entry point of the writer process: ``FILENAME FLUSH_INTERVAL MAX_BUFFER LEVEL``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    filename, interval, max_buffer, level = sys.argv[2:6]  # after the package root
+    from mimir.gzlog_handler import GzlogFileHandler
+
+    out = sys.stdout.fileno()
+
+    def say(message: dict[str, Any]) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(out, data) :]
+        except BrokenPipeError:  # the logging process is gone: reports go to stderr
+            if "report" in message:
+                print(f"{message['detail']}mimir: {message['report']}", file=sys.stderr)
+
+    def report(message: str) -> None:
+        say({"report": message, "detail": traceback.format_exc()})
+
+    try:
+        handler = GzlogFileHandler(
+            filename,
+            flush_interval=0,
+            max_buffer_bytes=int(max_buffer),
+            compression_level=int(level),
+            writer_process=False,
+        )
+    except Exception as error:
+        report(f"the writer process could not open {filename}: {error}")
+        sys.exit(1)
+    handler.report = report  # type: ignore[method-assign]
+    say({"reply": 0, "dropped": 0})  # ready
+    retry_after = float(interval) or 1.0
+    frames = _Frames(sys.stdin.fileno())
+    try:
+        while not frames.eof:
+            # While writes fail, what is kept is retried every flush interval.
+            batch = frames.read(retry_after if handler.unwritten else None)
+            if not batch and handler.unwritten:
+                handler.flush()
+            data = bytearray()
+            for kind, payload in batch:
+                if kind == _DATA:
+                    data += payload
+                    continue
+                if data:
+                    handler.add_line(bytes(data))
+                    data = bytearray()
+                handler.flush()
+                if kind == _COMPRESS:
+                    handler.compress()
+                elif kind == _QUIT:
+                    handler.close()
+                say({"reply": int(payload), "dropped": handler.dropped})
+                if kind == _QUIT:
+                    return
+            if data:
+                handler.add_line(bytes(data))
+    finally:
+        handler.close()  # the logging process is gone: write what it sent, then stop
