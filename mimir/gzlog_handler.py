@@ -30,11 +30,11 @@ class GzlogFileHandler(BufferedHandler):
 
     After every batch the file is a complete gzip file that ``zcat``, ``gzip -t``,
     Python's :mod:`gzip`, pandas and :func:`mimir.load` read, even while it is
-    being written. Entries are buffered in memory and a background thread appends
-    them at least every ``flush_interval`` seconds (or once ``flush_bytes`` are
-    waiting), each batch as durable gzlog appends of whole lines (at most 1 MiB
-    each, fsynced); when the uncompressed tail reaches 1 MiB the same thread
-    compresses it in place. :meth:`flush` commits on the calling thread;
+    being written. Entries are buffered in memory and handed on as a batch at
+    least every ``flush_interval`` seconds (or once ``flush_bytes`` are waiting);
+    each batch becomes durable gzlog appends of whole lines (at most 1 MiB each,
+    fsynced), and when the uncompressed tail reaches 1 MiB it is compressed in
+    place. :meth:`flush` returns once everything logged before it is committed;
     :meth:`close` commits, then compresses the remaining tail, so a closed log is
     fully compressed. With ``flush_interval=0`` every entry is durable before
     ``emit`` returns.
@@ -50,10 +50,11 @@ class GzlogFileHandler(BufferedHandler):
     handler (``writer_process=True``, the default): a thread of the logging process
     would have to win back the GIL from the training loop after each of its many
     system calls, and fall behind a fast loop. The handler's thread hands it each
-    batch through a pipe; :meth:`flush` returns once the writer has written
-    everything; if the logging process dies, the writer still writes what it
-    received, then exits. ``writer_process=False`` does the same work in the
-    handler's thread instead (as ``flush_interval=0`` does on the caller's).
+    batch through a pipe. If the logging process dies, the writer still writes
+    what it received, then exits; a writer that dies is reported and replaced.
+    ``writer_process=False`` does the same work on the handler's thread instead
+    (as ``flush_interval=0`` does on the caller's), and so does the handler if
+    the writer cannot be started (with a :class:`RuntimeWarning`).
 
     ``compression_level`` is zlib's (1..9). The default, 4, compresses metrics logs
     within a few percent of ``gzip -6`` at about twice the speed of level 6, so
