@@ -143,6 +143,8 @@ class WriterProcess:
 
     def close(self) -> None:
         """Have the writer write everything, compress its tail and exit; wait for it."""
+        if self._proc is None:
+            return  # none running (a forked child that logged nothing): nothing to close
         try:
             self.request(_QUIT)
         finally:
@@ -172,7 +174,8 @@ class WriterProcess:
 
     def sync(self) -> None:
         """Return once the writer has written (or failed and reported) everything sent."""
-        self.request(_SYNC)
+        if self._proc is not None:
+            self.request(_SYNC)
 
     def compress(self) -> None:
         """Sync, then have the writer compress the log's stored tail."""

@@ -208,6 +208,18 @@ def test_fork_child_gets_a_writer_of_its_own(tmp_path: Path, closing: Any) -> No
     os.close(read_end)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    pid = os.fork()
+    if pid == 0:  # a child that logs nothing starts no writer, even to flush and close
+        code = 1
+        try:
+            handler.flush()
+            started = handler.writer_pid
+            handler.close()
+            code = 0 if started is None and not handler.failures else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
     assert child_writer not in (parent_writer, None)
     assert handler.writer_pid == parent_writer and alive(parent_writer)
     handler.close()
