@@ -2,8 +2,9 @@
 
 Usage: python benchmarks/soak_gzlog_kill.py [N] [first_seed]
 Each trial: a child logs continuously to a .jsonl.gz (flush_interval 2 ms), reporting
-acknowledged counts after each flush(); it is killed at a random moment; the log is
-recovered and checked (gzip -t, entries a prefix 0..n-1, none acknowledged lost).
+acknowledged counts after each flush(); it and its writer process are killed at the
+same random moment; the log is recovered and checked (gzip -t, entries a prefix
+0..n-1, none acknowledged lost).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ class WriterProcess:
         self._reply_fd = -1
         self._replies = bytearray()
         self._requests = 0
-        self._deaths = 0  # in a row: only the first of a streak is reported
+        self._poll = select.poll()
         self.dropped = 0  # entries the writer process dropped (its buffer was full)
         self._start()
 
@@ -110,6 +110,8 @@ class WriterProcess:
             os.close(to_writer)
             os.close(from_writer)
         self._replies = bytearray()
+        self._poll = select.poll()  # not select(): the fd may be beyond FD_SETSIZE
+        self._poll.register(self._reply_fd, select.POLLIN)
         if not self._read_replies(until=0):  # the writer has opened the log
             code = self._proc.wait()
             self._close_fds()
@@ -119,20 +121,18 @@ class WriterProcess:
             )
 
     def _died(self) -> None:
-        """The writer is gone: reap it, report it (once in a row), start a new one."""
+        """The writer is gone: reap it, report it, start a new one."""
         proc = self._proc
         code = proc.wait() if proc is not None else None
         self._close_fds()
         self._proc = None
-        self._deaths += 1
-        if self._deaths == 1:
-            try:
-                raise WriterProcessError(
-                    f"the writer process of {self.filename} exited unexpectedly (exit status "
-                    f"{code}); entries it had received and not yet written may be lost"
-                )
-            except WriterProcessError as error:
-                self._report(str(error))
+        try:
+            raise WriterProcessError(
+                f"the writer process of {self.filename} exited unexpectedly (exit status "
+                f"{code}); entries it had received and not yet written may be lost"
+            )
+        except WriterProcessError as error:
+            self._report(str(error))
         self._start()
 
     def _close_fds(self) -> None:
@@ -222,8 +222,7 @@ class WriterProcess:
         Returns False if the writer is gone (its pipe closed) before the reply came.
         """
         while not self._take_messages(until):
-            ready, _, _ = select.select([self._reply_fd], [], [], 0 if until is None else None)
-            if not ready:
+            if not self._poll.poll(0 if until is None else None):
                 return True
             chunk = os.read(self._reply_fd, 1 << 16)
             if not chunk:
@@ -243,7 +242,6 @@ class WriterProcess:
                 except WriterProcessError:
                     self._report(message["report"])
                 continue
-            self._deaths = 0
             self.dropped = message.get("dropped", self.dropped)
             found = found or message.get("reply") == until
         return found

@@ -179,9 +179,7 @@ class ZMQForwardHandler(Handler):
         """
         if not line or line[-1] != 10:  # 10: b"\\n"; text never equals it
             line = as_line(line)
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:  # not acquire()/try: see BufferedHandler.add_line
             count = self._count
             if count < self._room and len(line) < MAX_MESSAGE_BYTES:
                 self._pending += line
@@ -198,8 +196,6 @@ class ZMQForwardHandler(Handler):
                 self._dropping = True
                 why = self._drop_reason(len(line))
                 start = None
-        finally:
-            lock.release()
         if start is None:
             try:
                 raise EntriesDropped(f"{self!r}: {why}; entries are dropped (count in .dropped)")

@@ -425,10 +425,7 @@ class ZMQStreamHandler(Handler):
         """
         if not line or line[-1] != 10:  # 10: b"\\n"; text never equals it
             line = as_line(line)
-        # acquire/release rather than "with": a third less time, on every entry.
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:  # not acquire()/try: see BufferedHandler.add_line
             count = self._count
             if count < self._room:
                 self._pending += line
@@ -449,8 +446,6 @@ class ZMQStreamHandler(Handler):
                 return
             self._dropping = True
             why = self._drop_reason()
-        finally:
-            lock.release()
         try:
             raise EntriesDropped(f"{self!r}: {why}; entries are dropped (count in .dropped)")
         except EntriesDropped as error:

@@ -8,6 +8,7 @@ import logging.handlers
 import multiprocessing
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
@@ -579,3 +580,57 @@ def test_importing_mimir_configures_nothing():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def _interrupt_add_line(handler: logging.Handler, lock: threading.Lock) -> tuple[int, int]:
+    """Call add_line in a loop while a timer raises KeyboardInterrupt every 0.1 ms.
+
+    After each interrupt the handler's lock must be free. Returns (completed calls,
+    interrupted calls).
+    """
+    armed = False
+
+    def interrupt(signum: int, frame: object) -> None:
+        nonlocal armed
+        if armed:
+            armed = False
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    done = interrupted = 0
+    signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+    try:
+        while interrupted < 300:
+            try:
+                armed = True
+                while True:
+                    handler.add_line(b'{"i": 1}\n')
+                    done += 1
+            except KeyboardInterrupt:
+                interrupted += 1
+                assert not lock.locked(), "a KeyboardInterrupt left the handler's lock held"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    return done, interrupted
+
+
+def test_ctrl_c_while_logging_leaves_no_lock_held(tmp_path):
+    """A KeyboardInterrupt (Ctrl-C) landing anywhere in add_line: the handler still works."""
+    pytest.importorskip("zmq")
+    from mimir.forward import ZMQForwardHandler
+    from mimir.zmq_handler import ZMQStreamHandler
+
+    path = tmp_path / "run.jsonl"
+    handler = JSONLFileHandler(path, flush_interval=60)
+    done, interrupted = _interrupt_add_line(handler, handler._buffer_lock)
+    handler.close()
+    assert done <= len(path.read_bytes().splitlines()) <= done + interrupted
+    stream = ZMQStreamHandler("tcp://127.0.0.1:0", None)
+    forward = ZMQForwardHandler("tcp://127.0.0.1:9", queue_size=10_000_000)
+    try:
+        for other in (stream, forward):
+            _interrupt_add_line(other, other._lock)
+    finally:
+        stream.close()
+        forward.close()
