@@ -57,9 +57,11 @@ class BufferedHandler(Handler):
         self.written = 0
         # Lines are copied into one bytearray: keeping each encoder output alive
         # until the flush would fragment the allocator and slow every encode down.
+        # Callers append to it without a lock (one "+=", atomic under the GIL and
+        # for KeyboardInterrupt); only _commit takes bytes out, from the front.
         self._pending = bytearray()
-        self._batches: deque[bytearray] = deque()  # swapped out, not yet written
-        self._retained = 0  # bytes swapped out of _pending and not yet written
+        self._batches: deque[bytearray] = deque()  # taken from _pending, not yet written
+        self._retained = 0  # bytes taken from _pending and not yet written
         # Lock order: self.lock (the stdlib's, held around emit) > _io_lock > _buffer_lock.
         self._buffer_lock = threading.Lock()
         self._io_lock = threading.Lock()
@@ -76,20 +78,14 @@ class BufferedHandler(Handler):
 
     def add_line(self, line: bytes, record: logging.LogRecord | None = None) -> None:
         """Buffer one encoded entry, ending with its newline, for the next batch."""
-        # "with", not acquire()/try: a KeyboardInterrupt can arrive just after acquire()
-        # returns, and would leave the lock held for good.
-        with self._buffer_lock:
-            pending = self._pending
-            full = len(pending) + self._retained >= self.max_buffer_bytes
-            if full:
-                self.dropped += 1
-            else:
-                pending += line
-                if len(pending) < self.flush_bytes and self._thread is not None:
-                    return
-        if full:
+        pending = self._pending
+        if len(pending) + self._retained >= self.max_buffer_bytes:
             self._drop(record)
-        elif self._thread is None:
+            return
+        pending += line  # no lock: see __init__
+        if len(pending) < self.flush_bytes and self._thread is not None:
+            return
+        if self._thread is None:
             self._first_line()
         elif not self._wake.is_set():
             self._wake.set()
@@ -115,10 +111,12 @@ class BufferedHandler(Handler):
             mp_util.Finalize(self, self.flush, exitpriority=100)
 
     def _drop(self, record: logging.LogRecord | None) -> None:
-        """Report the first entry dropped since writes last succeeded."""
-        if self._dropping:
-            return
-        self._dropping = True
+        """Count a dropped entry; report the first one since writes last succeeded."""
+        with self._buffer_lock:
+            self.dropped += 1
+            if self._dropping:
+                return
+            self._dropping = True
         try:
             raise EntriesDropped(
                 f"{self!r}: buffer full ({len(self._pending)} bytes waiting to be written);"
@@ -162,10 +160,13 @@ class BufferedHandler(Handler):
     def _commit(self) -> None:
         """Write every line emitted before this call, in order, retrying earlier failures."""
         with self._buffer_lock:
-            if self._pending:
-                self._batches.append(self._pending)
-                self._retained += len(self._pending)
-                self._pending = bytearray()
+            pending = self._pending
+            taken = len(pending)
+            if taken:
+                # Copy, then cut from the front: lines appended meanwhile stay.
+                self._batches.append(pending[:taken])
+                self._retained += taken
+                del pending[:taken]
         with self._io_lock:
             batches = self._batches
             while batches:
