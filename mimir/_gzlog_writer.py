@@ -40,12 +40,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from mimir.gzlog import MAX_TAIL
+
 __all__ = ["WriterProcess", "WriterProcessError"]
 
 _FRAME = struct.Struct("<cI")
 _DATA, _SYNC, _COMPRESS, _QUIT = b"D", b"S", b"C", b"Q"
 _PIPE_BYTES = 1 << 20  # pipe capacity asked for (Linux's default limit for users)
 _COALESCE = 4 << 20  # at most this many bytes of waiting batches per gzlog commit
+_HOLD_SECONDS = 0.05  # lines held back to fill the next append wait at most this long
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from mimir._gzlog_writer import main; main()"
 
 
@@ -330,21 +333,29 @@ def main() -> None:
     handler.report = report  # type: ignore[method-assign]
     say({"reply": 0, "dropped": 0})  # ready
     retry_after = float(interval) or 1.0
+    hold_for = min(retry_after, _HOLD_SECONDS)
     frames = _Frames(sys.stdin.fileno())
+    held = bytearray()  # lines received, not yet given to the handler
+
+    def write(upto: int) -> None:
+        if upto:
+            handler.add_line(bytes(held[:upto]))  # flush_interval=0: written now
+            del held[:upto]
+
     try:
         while not frames.eof:
-            # While writes fail, what is kept is retried every flush interval.
-            batch = frames.read(retry_after if handler.unwritten else None)
-            if not batch and handler.unwritten:
-                handler.flush()
-            data = bytearray()
+            # Held lines wait briefly for more; failed writes are retried every interval.
+            wait = hold_for if held else retry_after if handler.unwritten else None
+            batch = frames.read(wait)
+            if not batch:
+                write(len(held))
+                if handler.unwritten:
+                    handler.flush()
             for kind, payload in batch:
                 if kind == _DATA:
-                    data += payload
+                    held += payload
                     continue
-                if data:
-                    handler.add_line(bytes(data))
-                    data = bytearray()
+                write(len(held))
                 handler.flush()
                 if kind == _COMPRESS:
                     handler.compress()
@@ -353,7 +364,23 @@ def main() -> None:
                 say({"reply": int(payload), "dropped": handler.dropped})
                 if kind == _QUIT:
                     return
-            if data:
-                handler.add_line(bytes(data))
+            write(_fill_point(held, handler._gzlog.room))
     finally:
-        handler.close()  # the logging process is gone: write what it sent, then stop
+        write(len(held))  # the logging process is gone: write what it sent, then stop
+        handler.close()
+
+
+def _fill_point(held: bytearray, room: int) -> int:
+    """How many bytes of ``held`` (whole lines) to write now.
+
+    All of them if they fit in the log's uncompressed tail (``room`` bytes left).
+    Otherwise the lines that fill the tail, or when not even one fits, up to a
+    whole tail's worth after the compression that must come first: the rest waits
+    for the next batch, so that each MiB costs one append rather than two.
+    """
+    if len(held) <= room:
+        return len(held)
+    cut = held.rfind(b"\n", 0, room) + 1
+    if not cut:
+        cut = held.rfind(b"\n", 0, MAX_TAIL) + 1 or len(held)
+    return cut

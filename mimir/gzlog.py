@@ -408,6 +408,58 @@ def _next_dict(zdict: bytes | None, data: bytes) -> bytes:
     return zdict[-(DICT_SIZE - len(data)) :] + data
 
 
+_SPLIT = 1 << 18  # data of a compression above this size is deflated in two halves at once
+
+
+def _deflate_part(data: memoryview, zdict: bytes | None, level: int) -> bytes:
+    """Raw deflate (window 15, memory level 8) ending with a partial flush."""
+    if zdict:
+        c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict=zdict)
+    else:
+        c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
+    return c.compress(data) + c.flush(zlib.Z_PARTIAL_FLUSH)
+
+
+def _raw_deflate(data: bytes, zdict: bytes | None, level: int) -> bytes:
+    """Raw deflate of ``data`` with preset dictionary ``zdict``, ending in a partial flush.
+
+    Large data is deflated as two halves on two threads (zlib releases the GIL), as
+    pigz does: the second half is primed with the 32 KiB before it, and its output is
+    appended at the exact bit where the first half's ends (after the empty static
+    block of its partial flush), so the result is one valid deflate stream.
+    """
+    view = memoryview(data)
+    if len(data) <= _SPLIT:
+        return _deflate_part(view, zdict, level)
+    half = len(data) // 2
+    first: list[bytes] = []
+    helper = threading.Thread(
+        target=lambda: first.append(_deflate_part(view[:half], zdict, level)),
+        name="mimir-gzlog-deflate",
+    )
+    helper.start()
+    second = _deflate_part(view[half:], bytes(view[half - DICT_SIZE : half]), level)
+    helper.join()
+    if not first:
+        raise GzlogError(errno.EIO, "gzlog: deflate failed")
+    used = _flush_block_bit(first[0]) + 10  # the empty static block is 10 bits
+    joined = int.from_bytes(first[0], "little") & ((1 << used) - 1)
+    joined |= int.from_bytes(second, "little") << used
+    return joined.to_bytes((used + len(second) * 8 + 7) // 8, "little")
+
+
+def _flush_block_bit(out: bytes) -> int:
+    """Bit position of the empty static block that a partial flush ends ``out`` with.
+
+    That block is 3 header bits 0,1,0 then seven 0 bits: its second bit is the last
+    1-bit of the output. -1 if there is no 1-bit at all.
+    """
+    top = len(out) - 1
+    while top >= 0 and not out[top]:
+        top -= 1
+    return top * 8 + out[top].bit_length() - 2 if top >= 0 else -1
+
+
 class Gzlog:
     """An open gzlog: one .gz file plus its auxiliary files.
 
@@ -1275,12 +1327,7 @@ class Gzlog:
         if len(b) != 1:
             raise GzlogError(errno.EIO, f"gzlog: short read from {self._path}")
         kept = b[0] & ((1 << k) - 1)
-        level = self.compression_level
-        if zdict:
-            c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict=zdict)
-        else:
-            c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
-        comp = c.compress(data) + c.flush(zlib.Z_PARTIAL_FLUSH)
+        comp = _raw_deflate(data, zdict, self.compression_level)
         self._check_lock()
         # Python has no deflatePrime: shift the output by k bits, OR in the kept bits
         # (one big-integer pass; none when the stored block began on a byte boundary).
@@ -1291,10 +1338,7 @@ class Gzlog:
         # The partial flush ends with an empty static block (bits 0,1,0 + seven 0s);
         # its second bit is the last 1-bit. Its first bit (h) is where the new first
         # stored block's header goes.
-        top = len(out) - 1
-        while top >= 0 and not out[top]:
-            top -= 1
-        h = top * 8 + out[top].bit_length() - 2 if top >= 0 else -1
+        h = _flush_block_bit(out)
         if h < k or (out[h >> 3] >> (h & 7)) & 1:
             raise GzlogError(errno.EIO, "gzlog: unexpected deflate output (no partial flush)")
         nf = (h + 10) // 8  # new first, relative to start

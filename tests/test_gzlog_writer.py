@@ -173,9 +173,12 @@ def test_sigint_to_the_process_group_leaves_the_writer_running(tmp_path: Path) -
     )
     child = spawn(script, path, start_new_session=True)  # a process group, as a shell job
     assert child.stdout is not None
-    writer = int(child.stdout.readline())
-    os.killpg(child.pid, signal.SIGINT)
-    out, _ = child.communicate(timeout=60)
+    try:
+        writer = int(child.stdout.readline())
+        os.killpg(child.pid, signal.SIGINT)
+        out, _ = child.communicate(timeout=60)
+    finally:
+        child.kill()
     assert child.returncode == 0
     logged = int(out)  # the interrupt may land between an add_line and its seq += 1
     assert seqs(path) in (list(range(logged)), list(range(logged + 1)))
@@ -254,3 +257,19 @@ def test_writer_process_false_and_flush_interval_zero_use_no_process(
         handler.add_line(line(0))
         handler.close()
         assert seqs(path) == [0]
+
+
+def test_writer_holds_back_only_what_would_cost_a_second_append() -> None:
+    """Lines that fit the log's tail are written at once; beyond it, whole lines up to
+    the tail's end (or a tail's worth after the compression), the rest waits."""
+    from mimir._gzlog_writer import _fill_point
+    from mimir.gzlog import MAX_TAIL
+
+    lines = bytearray(b"".join(line(seq) for seq in range(100_000)))
+    assert _fill_point(lines[:5000], 5000) == 5000
+    cut = _fill_point(lines, 300_000)
+    assert 300_000 - 40 < cut <= 300_000 and lines[cut - 1 : cut] == b"\n"
+    cut = _fill_point(lines, 10)  # the tail is full: a whole tail after compressing
+    assert MAX_TAIL - 40 < cut <= MAX_TAIL and lines[cut - 1 : cut] == b"\n"
+    huge = bytearray(b"x" * (MAX_TAIL + 10) + b"\n")
+    assert _fill_point(huge, 10) == len(huge)
