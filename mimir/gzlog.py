@@ -440,9 +440,10 @@ def _raw_deflate(data: bytes, zdict: bytes | None, level: int) -> bytes:
     helper.start()
     second = _deflate_part(view[half:], bytes(view[half - DICT_SIZE : half]), level)
     helper.join()
-    if not first:
-        raise GzlogError(errno.EIO, "gzlog: deflate failed")
-    used = _flush_block_bit(first[0]) + 10  # the empty static block is 10 bits
+    end = _flush_block_bit(first[0]) if first else -1
+    if end < 0:
+        raise GzlogError(errno.EIO, "gzlog: unexpected deflate output (no partial flush)")
+    used = end + 10  # the empty static block is 10 bits
     joined = int.from_bytes(first[0], "little") & ((1 << used) - 1)
     joined |= int.from_bytes(second, "little") << used
     return joined.to_bytes((used + len(second) * 8 + 7) // 8, "little")

@@ -184,7 +184,8 @@ class GzlogFileHandler(BufferedHandler):
             return False  # the caller does it here
         except Exception:
             self.report(f"{self!r}: the writer process failed to {request}")
-        self.dropped += writer.dropped - self._writer_dropped
+        with self._buffer_lock:  # callers count their drops under it too
+            self.dropped += writer.dropped - self._writer_dropped
         self._writer_dropped = writer.dropped
         return True
 
