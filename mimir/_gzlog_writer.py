@@ -47,6 +47,7 @@ __all__ = ["WriterProcess", "WriterProcessError"]
 _FRAME = struct.Struct("<cI")
 _DATA, _SYNC, _COMPRESS, _QUIT = b"D", b"S", b"C", b"Q"
 _PIPE_BYTES = 1 << 20  # pipe capacity asked for (Linux's default limit for users)
+_MAX_FRAME = 1 << 30  # larger batches go as several frames, split at line ends
 _COALESCE = 4 << 20  # at most this many bytes of waiting batches per gzlog commit
 _HOLD_SECONDS = 0.05  # lines held back to fill the next append wait at most this long
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from mimir._gzlog_writer import main; main()"
@@ -171,7 +172,13 @@ class WriterProcess:
 
     def send(self, data: bytes | bytearray) -> None:
         """Hand complete lines to the writer (blocks only while its pipe is full)."""
-        self._send(_DATA, data)
+        start = 0
+        while len(data) - start > _MAX_FRAME:  # a frame's length field has 32 bits
+            end = data.rfind(b"\n", start, start + _MAX_FRAME) + 1 or start + _MAX_FRAME
+            with memoryview(data) as view:
+                self._send(_DATA, view[start:end])
+            start = end
+        self._send(_DATA, data[start:] if start else data)
         if not self._read_replies(until=None):
             self._died()  # noticed early; what it had not written is reported lost
 
@@ -194,7 +201,7 @@ class WriterProcess:
             self._died()
         raise WriterProcessError(f"the writer process of {self.filename} keeps exiting")
 
-    def _send(self, kind: bytes, payload: bytes | bytearray) -> None:
+    def _send(self, kind: bytes, payload: bytes | bytearray | memoryview) -> None:
         for attempt in range(2):
             if self._proc is None:
                 self._start()
@@ -208,7 +215,7 @@ class WriterProcess:
                     ) from error
                 self._died()  # the whole frame goes to the new writer: nothing twice
 
-    def _write_all(self, header: bytes, payload: bytes | bytearray) -> None:
+    def _write_all(self, header: bytes, payload: bytes | bytearray | memoryview) -> None:
         with memoryview(payload) as view:
             parts: list[bytes | memoryview] = [header, view]
             while parts:

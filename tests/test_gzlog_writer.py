@@ -273,3 +273,18 @@ def test_writer_holds_back_only_what_would_cost_a_second_append() -> None:
     assert MAX_TAIL - 40 < cut <= MAX_TAIL and lines[cut - 1 : cut] == b"\n"
     huge = bytearray(b"x" * (MAX_TAIL + 10) + b"\n")
     assert _fill_point(huge, 10) == len(huge)
+
+
+def test_batches_above_the_frame_limit_go_as_several_frames(
+    tmp_path: Path, closing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch longer than a frame can say is split at line ends: every entry once."""
+    import mimir._gzlog_writer
+
+    monkeypatch.setattr(mimir._gzlog_writer, "_MAX_FRAME", 1000)  # 1 GiB really
+    path = tmp_path / "run.jsonl.gz"
+    handler = closing(GzlogFileHandler(path, flush_interval=60))
+    for seq in range(5000):
+        handler.add_line(line(seq))
+    handler.close()
+    assert seqs(path) == list(range(5000)) and handler.failures == 0
