@@ -10,11 +10,7 @@ from collections import deque
 from mimir import _fork
 from mimir._handler import Handler
 
-__all__ = ["BufferedHandler", "EntriesDropped"]
-
-
-class EntriesDropped(RuntimeError):
-    """Entries were dropped because the buffer was full (the writer could not keep up)."""
+__all__ = ["BufferedHandler"]
 
 
 class BufferedHandler(Handler):
@@ -117,16 +113,11 @@ class BufferedHandler(Handler):
             if self._dropping:
                 return
             self._dropping = True
-        try:
-            raise EntriesDropped(
-                f"{self!r}: buffer full ({len(self._pending)} bytes waiting to be written);"
-                " dropping entries until writes succeed again (count in .dropped)"
-            )
-        except EntriesDropped as error:
-            if record is None:
-                self.report(str(error))
-            else:
-                self.handleError(record)
+        self.report_dropped(
+            f"{self!r}: buffer full ({len(self._pending)} bytes waiting to be written);"
+            " dropping entries until writes succeed again (count in .dropped)",
+            record,
+        )
 
     def flush(self) -> None:
         """Write everything buffered so far, on the calling thread."""

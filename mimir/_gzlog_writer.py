@@ -81,7 +81,6 @@ class WriterProcess:
         self._reply_fd = -1
         self._replies = bytearray()
         self._requests = 0
-        self._poll = select.poll()
         self.dropped = 0  # entries the writer process dropped (its buffer was full)
         self._start()
 

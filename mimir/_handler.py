@@ -8,7 +8,11 @@ from typing import Any
 
 from mimir.formatter import JSONFormatter
 
-__all__ = ["Handler", "as_line"]
+__all__ = ["EntriesDropped", "Handler", "as_line"]
+
+
+class EntriesDropped(RuntimeError):
+    """Entries were dropped: a buffer or queue was full, or the output is gone."""
 
 
 def as_line(line: bytes | bytearray | memoryview | str) -> bytes:
@@ -90,6 +94,20 @@ class Handler(logging.Handler):
         Must be called from an ``except`` block so that the traceback is printed.
         """
         self.handleError(logging.makeLogRecord({"msg": message, "name": "mimir"}))
+
+    def report_dropped(self, message: str, record: logging.LogRecord | None = None) -> None:
+        """Count and report dropped entries as an :class:`EntriesDropped` failure.
+
+        With ``record`` (the entry being dropped) it goes to :meth:`handleError` as
+        that record's failure; without, to :meth:`report`.
+        """
+        try:
+            raise EntriesDropped(message)
+        except EntriesDropped:
+            if record is None:
+                self.report(message)
+            else:
+                self.handleError(record)
 
     @property
     def json_formatter(self) -> JSONFormatter | None:

@@ -16,7 +16,6 @@ import uuid
 from typing import Any
 
 from mimir import _fork
-from mimir._buffered import EntriesDropped
 from mimir._handler import Handler, as_line
 from mimir.zmq_handler import RUN, import_zmq
 
@@ -197,13 +196,7 @@ class ZMQForwardHandler(Handler):
                 why = self._drop_reason(len(line))
                 start = None
         if start is None:
-            try:
-                raise EntriesDropped(f"{self!r}: {why}; entries are dropped (count in .dropped)")
-            except EntriesDropped as error:
-                if record is None:
-                    self.report(str(error))
-                else:
-                    self.handleError(record)
+            self.report_dropped(f"{self!r}: {why}; entries are dropped (count in .dropped)", record)
         elif start:
             self._start()
         else:
@@ -357,13 +350,10 @@ class ZMQForwardHandler(Handler):
             if context is not None:
                 context.term()
             if lost:
-                try:
-                    raise EntriesDropped(
-                        f"{self!r}: {lost} entries could not be sent before close (the"
-                        " collector is away or not keeping up); counted in .dropped"
-                    )
-                except EntriesDropped as error:
-                    self.report(str(error))
+                self.report_dropped(
+                    f"{self!r}: {lost} entries could not be sent before close (the"
+                    " collector is away or not keeping up); counted in .dropped"
+                )
 
     def _take(self) -> tuple[bytearray, int, int, int] | None:
         """Swap the buffer out: (its data, offset 0, the seq of its first entry, its count)."""

@@ -19,7 +19,6 @@ from collections import deque
 from typing import Any
 
 from mimir import _fork
-from mimir._buffered import EntriesDropped
 from mimir._handler import Handler, as_line
 
 __all__ = [
@@ -446,13 +445,7 @@ class ZMQStreamHandler(Handler):
                 return
             self._dropping = True
             why = self._drop_reason()
-        try:
-            raise EntriesDropped(f"{self!r}: {why}; entries are dropped (count in .dropped)")
-        except EntriesDropped as error:
-            if record is None:
-                self.report(str(error))
-            else:
-                self.handleError(record)
+        self.report_dropped(f"{self!r}: {why}; entries are dropped (count in .dropped)", record)
 
     def _drop_reason(self) -> str:
         if self._forked:
