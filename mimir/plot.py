@@ -73,6 +73,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _number(entry: Mapping[str, Any], key: str, warned: set[str]) -> Any:
+    """``entry[key]`` if it is a number; None if it is absent, or not a number (reported)."""
+    value = entry.get(key)
+    if value is None and key not in entry:
+        return None
+    if not _is_number(value):
+        message = f"{key!r} has a value that is not a number ({value!r:.40}): skipped"
+        _warn_once(warned, key, message)
+        return None
+    return value
+
+
 def _warn_once(warned: set[str] | None, key: str, message: str) -> None:
     if warned is not None:
         if key in warned:
@@ -106,22 +118,12 @@ def entries_to_rows(
         if not isinstance(entry, Mapping):
             _warn_once(warned, "", f"skipped an entry that is not a JSON object: {entry!r:.60}")
             continue
-        x = entry.get(x_key)
-        if x is None and x_key not in entry:
-            continue
-        if not _is_number(x):
-            _warn_once(
-                warned, x_key, f"{x_key!r} has a value that is not a number ({x!r:.40}): skipped"
-            )
+        x = _number(entry, x_key, warned)
+        if x is None:
             continue
         for key, xs, ys in targets:
-            y = entry.get(key)
-            if y is None and key not in entry:
-                continue
-            if not _is_number(y):
-                _warn_once(
-                    warned, key, f"{key!r} has a value that is not a number ({y!r:.40}): skipped"
-                )
+            y = _number(entry, key, warned)
+            if y is None:
                 continue
             if log_y and not y > 0:
                 _warn_once(
