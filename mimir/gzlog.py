@@ -638,6 +638,22 @@ class Gzlog:
         except OSError as e:
             self._raise(e, "compress", 0)
 
+    def verify(self) -> None:
+        """Validate the whole log now, as a ``verify="full"`` open does.
+
+        Inflates the compressed part and checks it against ``ccrc``/``clen``,
+        checks the stored tail, recovers an interrupted operation, and rewrites
+        ``P.dict`` if it differs from the last 32 KiB of the compressed data. A
+        damaged file is handled as ``on_corrupt`` says (moved aside, then raised
+        or replaced by a new log). Writers call it once before their first append
+        when they opened with ``verify="quick"``.
+        """
+        try:
+            with self._locked():
+                self._load_checked(deep=True)
+        except OSError as e:
+            self._raise(e, "verify", 0)
+
     @property
     def room(self) -> int:
         """Bytes an append can add before the stored tail must be compressed (no I/O).
