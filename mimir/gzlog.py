@@ -42,7 +42,13 @@ can only be left over by a dead process, and is taken over at once. Any other
 ``P.lock`` (the C program's empty one, another host's) is stale once its
 mtime is older than ``stale_after`` seconds (300, as in the C program).
 Waiting polls with sleeps of 2 to 50 ms up to ``lock_timeout`` seconds
-(``None``: forever). The lock is held only inside one call (``append``,
+(``None``: forever). A wait longer than ``lock_warning_after`` seconds (2)
+issues one :class:`GzlogWarning` naming the holder (``host H pid P``, an empty
+lock file as zlib's gzlog leaves, or another Mímir process holding
+``P.lock.k``), how long ago the lock was last touched, and when it will be
+taken over (never, for the kernel lock of a live process); the timeout raises
+:class:`GzlogError` (``ETIMEDOUT``) saying the same and what to do. The lock
+is held only inside one call (``append``,
 ``compress``, opening), so several processes can share one log. Before every
 state write the lock file is checked to be ours (inode and mtime), and
 touched when its last touch is a second old or more.
@@ -81,14 +87,30 @@ CRC and length are compared with ``ccrc``/``clen``: this also proves ``back``
 right. A file that fails is renamed to ``P.gz.corrupt-<time>`` (its bytes
 untouched) and :class:`GzlogCorruptError` is raised, or with
 ``on_corrupt="new"`` a :class:`GzlogWarning` is issued and a new, empty log
-is started. Nothing is ever appended to a file that failed validation.
+is started; both carry ``moved_to``. Nothing is ever appended to a file that
+failed validation. The new name is taken exclusively: the file is hard-linked
+to it (``link`` fails on any existing name, a symlink included) and then
+unlinked; where hard links are unsupported, the name is reserved by an
+O_CREAT|O_EXCL|O_NOFOLLOW placeholder that the rename then replaces (a rename
+replaces a directory entry, it never follows a symlink).
+
+``P.gz`` must be a regular file: a FIFO, device, socket or directory there is
+refused at once with :class:`GzlogError` (it is opened with O_NONBLOCK, after
+a ``stat``, and checked again with ``fstat``). A symbolic link at ``P.gz`` is
+followed (a log may be symlinked on purpose) but its target must be a regular
+file; if that log fails validation, the link itself is moved aside and the
+new log is a regular file at ``P.gz``.
 
 Recovery outcomes (interrupted operation, auxiliary files tampered with)
 -----------------------------------------------------------------------
-* append, ``P.add`` intact: the append is redone; the batch is wholly present.
-  If the log already ends with that data and is complete as the state
-  describes it (what a commit write torn just before its flag byte leaves),
-  it is not appended a second time (warning).
+* append, ``P.add`` intact: the append is redone from step 3, exactly as
+  gzlog.c does; the batch is wholly present. The 35-byte state write is the
+  commit point, so a state marked for an append always describes the log
+  before that append, even when the log already ends with the same bytes (a
+  repeated identical line is appended again, never skipped). If ``P.add`` is
+  larger than the stored tail may grow (zlib's gzlog.c writes up to about
+  3.3 MB per append), the tail is compressed right after the recovered append,
+  so the tail is back within :data:`MAX_TAIL` when the recovering call returns.
 * append, ``P.add`` missing or empty: the log is restored to its state before
   the append, that batch is lost (:class:`GzlogWarning`). A *truncated*
   ``P.add`` cannot be detected (the format stores no checksum of it); its
@@ -101,11 +123,20 @@ Recovery outcomes (interrupted operation, auxiliary files tampered with)
   ``P.temp`` is always rewritten from the data, so a missing or truncated
   ``P.temp`` costs nothing.
 * replace, ``P.temp`` missing: ``P.dict`` may be stale, so it is deleted.
-* ``P.dict`` is used only when it can be trusted: the dictionary recovered by
-  the full verification on open, or a ``P.dict`` of exactly 32768 bytes, or
-  one whose CRC and length equal ``ccrc``/``clen``; a missing, truncated or
-  doubtful dictionary only costs compression ratio, never correctness. On
-  open, a ``P.dict`` that differs from the verified dictionary is rewritten.
+* A dictionary is used only when it is proven to be the last 32 KiB of the
+  compressed data now in the file: the one recovered by a full verification
+  (on open, :meth:`Gzlog.verify`, before every recovery), or the one this
+  instance produced by its own last compression, with ``ccrc``/``clen`` of the
+  file equal to those it was proven for. If other processes compressed since,
+  only their new compressed bytes are inflated (from the bit where ours ended,
+  with our dictionary) and checked against the new ``ccrc``/``clen``; if that
+  fails, or the proof is missing, or ``P.dict`` merely has the right size
+  (another run's, an older backup's, the one gzlog.c leaves after a compress
+  recovery whose ``P.add`` was gone), the compression runs without one: that
+  costs ratio, never correctness. A ``P.dict`` shorter than 32 KiB that holds
+  the whole compressed data (its CRC and length are ``ccrc``/``clen``) is
+  proven too. After every full verification, ``P.dict`` is rewritten when it
+  differs from the verified dictionary (or deleted when nothing is compressed).
 
 Atomicity: one :meth:`Gzlog.append` call of at most 1 MiB is one gzlog append,
 wholly present or wholly absent after a crash. Larger calls are split into
@@ -189,6 +220,9 @@ MAX_TAIL = TRIGGER << 10
 _M32 = 0xFFFFFFFF
 _WRITE_CHUNK = 1 << 18
 _READ_CHUNK = 1 << 20
+#: Most compressed bytes inflated to catch up with other processes' compressions
+#: (beyond, one compression runs without a dictionary).
+_CATCH_UP_MAX = 16 << 20
 _MAX_OUT = 1 << 22
 
 NO_OP, APPEND_OP, COMPRESS_OP, REPLACE_OP = 0, 1, 2, 3
@@ -215,7 +249,7 @@ class GzlogError(OSError):
 
 
 class GzlogCorruptError(GzlogError):
-    """The file failed validation; it was moved aside to ``moved_to``."""
+    """The file failed validation (``reason``); it was moved aside to ``moved_to``."""
 
     def __init__(self, message: str, *, reason: str = "", moved_to: str | None = None):
         super().__init__(message)
@@ -224,7 +258,16 @@ class GzlogCorruptError(GzlogError):
 
 
 class GzlogWarning(UserWarning):
-    """Something was repaired or lost; the log itself is valid."""
+    """Something was repaired or lost, or a lock wait is long; the log itself is valid.
+
+    With ``on_corrupt="new"``, the warning that a damaged log was moved aside
+    carries ``moved_to`` (the new name of the damaged file) and ``reason``.
+    """
+
+    def __init__(self, *args: object, reason: str = "", moved_to: str | None = None):
+        super().__init__(*args)
+        self.reason = reason
+        self.moved_to = moved_to
 
 
 class _Invalid(Exception):
@@ -344,6 +387,77 @@ def _pwritev_all(fd: int, bufs: list[bytes | memoryview], off: int) -> None:
         off += want
 
 
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+
+
+def _require_regular(path: str, st: os.stat_result) -> None:
+    """Raise GzlogError unless st is a regular file: a log is never a FIFO, device, ..."""
+    if stat.S_ISREG(st.st_mode):
+        return
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+    code = errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL
+    raise GzlogError(
+        code,
+        f"gzlog: {path} is {kind}, not a regular file; refusing to use it as a log "
+        f"(remove it or choose another file name)",
+    )
+
+
+def _open_log(path: str, flags: int) -> int:
+    """Open the .gz file itself, refusing at once anything but a regular file.
+
+    ``stat`` first (no open of a FIFO or device at all), then the open with
+    O_NONBLOCK (a FIFO swapped in meanwhile cannot block it) and ``fstat``. A
+    symbolic link is followed: a log may be symlinked on purpose.
+    """
+    _require_regular(path, os.stat(path))
+    fd = os.open(path, flags | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        _require_regular(path, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _deflate_bits(fd: int, start_bit: int, end_bit: int) -> Iterator[bytes]:
+    """The deflate bits of the file from ``start_bit`` to ``end_bit``, as a raw stream.
+
+    Bit positions count from the file's start (bit 0 of byte 0). The bytes are
+    shifted so that ``start_bit`` becomes bit 0 (no shift in the common case of a
+    byte-aligned start), and a final empty stored block is added after
+    ``end_bit`` so that a complete stream must end exactly there.
+    """
+    k = start_bit & 7
+    base = start_bit >> 3
+    nbits = end_bit - start_bit
+    whole = nbits >> 3
+    j = 0
+    while j < whole:
+        n = min(_READ_CHUNK, whole - j)
+        want = n + (1 if k else 0)
+        raw = _pread(fd, want, base + j)
+        if len(raw) != want:
+            raise _Invalid("file ends inside the compressed data")
+        if k:
+            raw = (int.from_bytes(raw, "little") >> k).to_bytes(want, "little")[:n]
+        yield raw
+        j += n
+    r = nbits & 7
+    rest = _pread(fd, (k + r + 7) // 8, base + whole) if k + r else b""
+    if len(rest) != (k + r + 7) // 8:
+        raise _Invalid("file ends inside the compressed data")
+    bits = (int.from_bytes(rest, "little") >> k) & ((1 << r) - 1)
+    bits |= 1 << r  # BFINAL=1, BTYPE=00: an empty, final stored block, then LEN/NLEN
+    yield bits.to_bytes((r + 10) // 8, "little") + b"\x00\x00\xff\xff"
+
+
 def _hdr(prev: int, back: int, final: bool, length: int) -> bytes:
     """The bytes that C's log_last writes for a stored block.
 
@@ -461,6 +575,41 @@ def _flush_block_bit(out: bytes) -> int:
     return top * 8 + out[top].bit_length() - 2 if top >= 0 else -1
 
 
+class _LockWait:
+    """Progress of one wait for the lock: start, deadline, whether it warned, next sleep."""
+
+    __slots__ = ("deadline", "delay", "start", "warned")
+
+    def __init__(self, start: float, timeout: float | None):
+        self.start = start
+        self.deadline = None if timeout is None else start + timeout
+        self.warned = False
+        self.delay = 0.002
+
+
+def _flock_holder(fd: int) -> str | None:
+    """Pid of the process holding a flock on fd's file, from Linux's /proc/locks, if known."""
+    try:
+        st = os.fstat(fd)
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK":  # "->" marks a blocked waiter
+            continue
+        dev = fields[5].split(":")
+        try:
+            key = (int(dev[0], 16), int(dev[1], 16), int(dev[2]))
+        except (ValueError, IndexError):
+            continue
+        if key == want and fields[4].isdigit() and int(fields[4]) > 0:
+            return fields[4]
+    return None
+
+
 class Gzlog:
     """An open gzlog: one .gz file plus its auxiliary files.
 
@@ -474,6 +623,12 @@ class Gzlog:
     raises :class:`GzlogCorruptError`; ``"new"`` moves it aside, warns and
     starts a new log. ``compression_level`` (zlib's 1..9, default 6 as in zlib's
     gzlog.c) only trades speed for size: any level reads back the same.
+
+    ``lock_timeout`` bounds each wait for the lock (``None``: no bound), ending it
+    with :class:`GzlogError` (``ETIMEDOUT``); a wait longer than
+    ``lock_warning_after`` seconds issues one :class:`GzlogWarning` that names
+    the holder. ``stale_after`` is the age (seconds since its last touch) at
+    which a lock file of another host, or zlib's empty one, is taken over.
     """
 
     compression_level = 6  # also for the recoveries run by check() and recover()
@@ -488,11 +643,12 @@ class Gzlog:
         on_corrupt: str = "raise",
         verify: str = "full",
         compression_level: int = 6,
+        lock_warning_after: float = 2.0,
     ):
         if not 1 <= compression_level <= 9:
             raise ValueError(f"compression_level must be 1..9, got {compression_level!r}")
         self.compression_level = compression_level
-        self._setup(path, lock_timeout, stale_after, hooks, on_corrupt, verify)
+        self._setup(path, lock_timeout, stale_after, hooks, on_corrupt, verify, lock_warning_after)
         try:
             with self._locked():
                 self._load_checked(deep=verify == "full")
@@ -501,7 +657,9 @@ class Gzlog:
 
     # --- set-up ---
 
-    def _setup(self, path, lock_timeout, stale_after, hooks, on_corrupt, verify) -> None:
+    def _setup(
+        self, path, lock_timeout, stale_after, hooks, on_corrupt, verify, lock_warning_after=2.0
+    ) -> None:
         p = os.fspath(path)
         if not isinstance(p, str):
             p = os.fsdecode(p)
@@ -511,8 +669,10 @@ class Gzlog:
             raise ValueError(f"on_corrupt must be 'raise' or 'new', got {on_corrupt!r}")
         if verify not in ("full", "quick"):
             raise ValueError(f"verify must be 'full' or 'quick', got {verify!r}")
-        if lock_timeout is not None and lock_timeout < 0:
+        if lock_timeout is not None and not lock_timeout >= 0:
             raise ValueError("lock_timeout must be >= 0 or None")
+        if not lock_warning_after >= 0:
+            raise ValueError("lock_warning_after must be >= 0")
         self._path = p
         base = p[:-3]
         self._add = base + ".add"
@@ -524,6 +684,7 @@ class Gzlog:
         self._repairs = base + ".repairs"
         self._dir = os.path.dirname(os.path.abspath(p))
         self._lock_timeout = lock_timeout
+        self._lock_warning_after = lock_warning_after
         self._stale_after = stale_after
         self._hooks = hooks
         self._hook_counts: dict[str, int] = {}
@@ -540,7 +701,9 @@ class Gzlog:
         self._dirty = False
         self._s: _S | None = None
         self._cache: tuple | None = None
-        self._known: tuple[int, int, bytes] | None = None  # (ccrc, clen, verified dictionary)
+        # The proven dictionary: (ccrc, clen, last 32 KiB of the compressed data, bit
+        # position in the file where that compressed data ends).
+        self._known: tuple[int, int, bytes, int] | None = None
         self._repair_lines: list[str] = []
         self._inflight: tuple[int, int, memoryview] | None = None  # piece being appended
         self._marked = False  # the in-flight piece's append mark was written
@@ -609,7 +772,7 @@ class Gzlog:
         in-memory progress decides.
         """
         try:
-            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = _open_log(self._path, os.O_RDONLY)
             try:
                 head = _pread(fd, _DATA, 0)
             finally:
@@ -670,7 +833,7 @@ class Gzlog:
 
     def state(self) -> GzlogState:
         """Re-read the state from disk (without the lock, without validation)."""
-        fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_log(self._path, os.O_RDONLY)
         try:
             head = _pread(fd, _DATA, 0)
             size = os.fstat(fd).st_size
@@ -751,31 +914,8 @@ class Gzlog:
                     self._fd = -1
                 self._release()
 
-    def _wait(self, deadline: float | None, delay: float) -> float:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                owner = ""
-                try:
-                    fd = os.open(self._lock, os.O_RDONLY | _NOFOLLOW)
-                    try:
-                        owner = os.read(fd, 200).decode("utf-8", "replace").strip()
-                    finally:
-                        os.close(fd)
-                except OSError:
-                    pass
-                raise GzlogError(
-                    errno.ETIMEDOUT,
-                    f"gzlog: timed out after {self._lock_timeout} s waiting for the lock "
-                    f"{self._lock} (owner: {owner or 'unknown'}); if no process uses "
-                    f"the log any more, delete that file",
-                )
-            delay = min(delay, left)
-        time.sleep(delay)
-        return min(delay * 2, 0.05)
-
     def _acquire(self) -> None:
-        deadline = None if self._lock_timeout is None else time.monotonic() + self._lock_timeout
+        wait = _LockWait(time.monotonic(), self._lock_timeout)
         try:
             kfd = os.open(self._klock, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
         except OSError as e:
@@ -785,13 +925,12 @@ class Gzlog:
                 ) from None
             raise
         try:
-            delay = 0.002
             while True:
                 try:
                     fcntl.flock(kfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    delay = self._wait(deadline, delay)
+                    self._pause(wait, kfd)
             owner = f"{_HOST} {os.getpid()}\n".encode()
             staged = False
             try:
@@ -804,7 +943,7 @@ class Gzlog:
                     if self._lock_abandoned():
                         self._unlink(self._lock)
                         continue
-                    delay = self._wait(deadline, delay)
+                    self._pause(wait, -1)
             finally:
                 if staged:
                     self._unlink(self._lock_new)
@@ -815,6 +954,102 @@ class Gzlog:
             os.close(kfd)  # also drops the flock
             raise
         self._kfd = kfd
+
+    def _pause(self, wait: _LockWait, kfd: int) -> None:
+        """One poll interval of a lock wait: warn once after a while, time out, sleep.
+
+        ``kfd`` is the descriptor of ``P.lock.k`` while the kernel lock is what we
+        wait for, -1 while we wait for ``P.lock``.
+        """
+        now = time.monotonic()
+        waited = now - wait.start
+        if wait.deadline is not None and now >= wait.deadline:
+            who, since, when, advice = self._lock_holder(kfd, waited)
+            raise GzlogError(
+                errno.ETIMEDOUT,
+                f"gzlog: timed out after {self._lock_timeout:g} s waiting for the lock of "
+                f"{self._path}: it is held by {who} ({since}); {when}. {advice}",
+            )
+        if not wait.warned and waited >= self._lock_warning_after:
+            wait.warned = True
+            who, since, when, _ = self._lock_holder(kfd, waited)
+            warnings.warn(
+                f"gzlog: waiting {waited:.0f} s so far for the lock of {self._path}: it is "
+                f"held by {who} ({since}); {when}",
+                GzlogWarning,
+                stacklevel=5,
+            )
+        delay = wait.delay
+        if wait.deadline is not None:
+            delay = min(delay, wait.deadline - now)
+        if not wait.warned:
+            delay = min(delay, max(0.0, wait.start + self._lock_warning_after - now))
+        time.sleep(max(delay, 0.0))
+        wait.delay = min(wait.delay * 2, 0.05)
+
+    def _lock_holder(self, kfd: int, waited: float) -> tuple[str, str, str, str]:
+        """Who holds the lock we wait for: (who, since when, when it goes stale, advice)."""
+        content, age = self._lock_file_info()
+        words = content.split() if content is not None else []
+        if kfd >= 0:  # the kernel lock on P.lock.k: a live Mímir process holds it
+            pid = _flock_holder(kfd)
+            if pid is None and len(words) == 2 and words[0] == _HOST:
+                pid = words[1]  # its P.lock names it (normally created right after the flock)
+            if pid is not None:
+                who = f"host {_HOST} pid {pid}, a Mímir process holding {self._klock}"
+            else:
+                who = f"another Mímir process on this host holding {self._klock}"
+            if age is not None and len(words) == 2 and words == [_HOST, str(pid)]:
+                since = f"{self._lock} last touched {age:.0f} s ago"
+            else:
+                since = f"held for at least {waited:.0f} s"
+            when = (
+                "a kernel lock never goes stale while its process lives: the wait ends when "
+                "that process finishes its operation or exits"
+            )
+            advice = (
+                "Let that process finish (or stop it), or pass a larger lock_timeout "
+                "(None waits for as long as it takes)."
+            )
+            return who, since, when, advice
+        if content is None:
+            who = f"{self._lock} (not a readable regular file)"
+        elif not content.strip():
+            who = f"an empty lock file, as zlib's gzlog leaves ({self._lock})"
+        elif len(words) == 2:
+            who = f"host {words[0]} pid {words[1]} ({self._lock})"
+        else:
+            who = f"a lock file of unknown owner ({self._lock}: {content[:40]!r})"
+        age = 0.0 if age is None else age
+        left = max(0.0, self._stale_after - age)
+        since = f"last touched {age:.0f} s ago"
+        when = (
+            f"taken over in {left:.0f} s if its owner does not touch it "
+            f"(a lock untouched for {self._stale_after:g} s is stale)"
+        )
+        advice = (
+            f"If no process uses the log any more, delete {self._lock}; otherwise wait, "
+            f"or pass a larger lock_timeout (None waits until the lock is released or stale)."
+        )
+        return who, since, when, advice
+
+    def _lock_file_info(self) -> tuple[str | None, float | None]:
+        """P.lock's content (None if missing or not a regular file) and its age in seconds."""
+        try:
+            st = os.lstat(self._lock)
+        except OSError:
+            return None, None
+        age = max(0.0, time.time() - st.st_mtime)
+        if not stat.S_ISREG(st.st_mode):
+            return None, age
+        try:
+            fd = os.open(self._lock, os.O_RDONLY | _NOFOLLOW)
+            try:
+                return os.read(fd, 256).decode("utf-8", "replace"), age
+            finally:
+                os.close(fd)
+        except OSError:
+            return None, age
 
     def _create_lock(self, owner: bytes) -> bool:
         """Create P.lock exclusively, already holding its content; False if it exists.
@@ -973,12 +1208,12 @@ class Gzlog:
 
     def _load(self, *, deep: bool, create: bool, recover: bool) -> None:
         try:
-            fd = os.open(self._path, os.O_RDWR | os.O_CLOEXEC)
+            fd = _open_log(self._path, os.O_RDWR)
         except FileNotFoundError:
             if not create:
                 raise
             self._create_new()
-            fd = os.open(self._path, os.O_RDWR | os.O_CLOEXEC)
+            fd = _open_log(self._path, os.O_RDWR)
         self._fd = fd
         self._dirty = False
         st = os.fstat(fd)
@@ -986,7 +1221,7 @@ class Gzlog:
             os.close(fd)
             self._fd = -1
             self._create_new()
-            fd = self._fd = os.open(self._path, os.O_RDWR | os.O_CLOEXEC)
+            fd = self._fd = _open_log(self._path, os.O_RDWR)
             st = os.fstat(fd)
         head = _pread(fd, _DATA, 0)
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, head)
@@ -995,14 +1230,19 @@ class Gzlog:
             return
         self._cache = None
         s = self._validate(fd, st.st_size, head)
-        if deep or s.op != NO_OP:
+        verified = deep or s.op != NO_OP
+        if verified:
             self._verify_compressed(fd, s)
         self._s = s
         if s.op != NO_OP:
             if not recover:
                 return
             self._recover()
-        if deep:
+            if self._s.tail_len() > MAX_TAIL:
+                # A recovered append of a big P.add (zlib's gzlog.c writes up to about
+                # 3.3 MB at once): bring the tail back within its bound right away.
+                self._compress_tail()
+        if verified:
             self._fix_dict()
         self._remember()
 
@@ -1086,39 +1326,50 @@ class Gzlog:
             back = 8
 
     def _verify_compressed(self, fd: int, s: _S) -> None:
-        """Inflate the compressed part up to the first stored block; check ccrc/clen."""
-        n = 2 if s.back > 8 else 1
-        hb = s.first - n
-        d = zlib.decompressobj(-15)
+        """Inflate the compressed part up to the first stored block; check ccrc/clen.
+
+        Also proves ``back`` right, and makes the last 32 KiB of that data the
+        known dictionary.
+        """
+        crc, total, tail = self._inflate(fd, s, _DATA * 8, None)
+        if total & _M32 != s.clen or crc != s.ccrc:
+            raise _Invalid(
+                f"compressed data ({total} bytes, crc {crc:08x}) does not match the state "
+                f"(clen={s.clen}, ccrc={s.ccrc:08x})"
+            )
+        self._known = (s.ccrc, s.clen, tail, s.first * 8 - s.back)
+
+    @staticmethod
+    def _inflate(fd: int, s: _S, start_bit: int, zdict: bytes | None) -> tuple[int, int, bytes]:
+        """Inflate the deflate data from ``start_bit`` up to the first stored block.
+
+        Returns the CRC-32 and length of the output and its last 32 KiB; raises
+        :class:`_Invalid` if the data is damaged or does not end exactly where the
+        first stored block's header begins.
+        """
+        d = zlib.decompressobj(-15, zdict=zdict) if zdict else zlib.decompressobj(-15)
+        end_bit = s.first * 8 - s.back
         crc = total = 0
         tail = b""
-        pos = _DATA
-
-        def feed(buf: bytes) -> None:
-            nonlocal crc, total, tail
-            while True:
-                out = d.decompress(buf, _MAX_OUT)
-                if out:
-                    crc = zlib.crc32(out, crc)
-                    total += len(out)
-                    tail = out[-DICT_SIZE:] if len(out) >= DICT_SIZE else (tail + out)[-DICT_SIZE:]
-                buf = d.unconsumed_tail
-                if d.eof or (not buf and len(out) < _MAX_OUT):
-                    return
-
         try:
-            while pos < hb:
-                chunk = _pread(fd, min(_READ_CHUNK, hb - pos), pos)
-                if not chunk:
-                    raise _Invalid("file ends inside the compressed data")
-                feed(chunk)
-                if d.eof:
-                    raise _Invalid(f"deflate stream ends before offset {hb} (first={s.first})")
-                pos += len(chunk)
-            last = _pread(fd, 1, hb)
-            if len(last) != 1:
-                raise _Invalid("file ends inside the compressed data")
-            feed(_hdr(last[0], s.back, True, 0))
+            for chunk in _deflate_bits(fd, start_bit, end_bit):
+                if d.eof:  # the stream ended inside the compressed part
+                    raise _Invalid(
+                        f"deflate stream ends before offset {end_bit >> 3} (first={s.first})"
+                    )
+                buf = chunk
+                while True:
+                    out = d.decompress(buf, _MAX_OUT)
+                    if out:
+                        crc = zlib.crc32(out, crc)
+                        total += len(out)
+                        if len(out) >= DICT_SIZE:
+                            tail = out[-DICT_SIZE:]
+                        else:
+                            tail = (tail + out)[-DICT_SIZE:]
+                    buf = d.unconsumed_tail
+                    if d.eof or (not buf and len(out) < _MAX_OUT):
+                        break
         except zlib.error as e:
             raise _Invalid(f"compressed data is damaged ({e}; first={s.first})") from None
         if not d.eof or d.unused_data:
@@ -1126,34 +1377,58 @@ class Gzlog:
                 f"compressed data does not end where the first stored block begins "
                 f"(first={s.first}, back={s.back})"
             )
-        if total & _M32 != s.clen or crc != s.ccrc:
-            raise _Invalid(
-                f"compressed data ({total} bytes, crc {crc:08x}) does not match the state "
-                f"(clen={s.clen}, ccrc={s.ccrc:08x})"
-            )
-        self._known = (s.ccrc, s.clen, tail)
+        return crc, total, tail
 
     def _move_aside(self, reason: str) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        dest = f"{self._path}.corrupt-{stamp}"
-        i = 0
-        while os.path.lexists(dest):
-            i += 1
-            dest = f"{self._path}.corrupt-{stamp}-{i}"
-        os.rename(self._path, dest)
+        dest = self._set_aside()
         self._fsync_dir()
         self._cache = None
         self._s = None
+        self._known = None
         msg = f"gzlog: {self._path} failed validation ({reason}); it was moved to {dest}"
         if self._on_corrupt == "new":
-            self._warn(msg + "; a new, empty log was started")
+            warnings.warn(
+                GzlogWarning(msg + "; a new, empty log was started", reason=reason, moved_to=dest),
+                stacklevel=4,
+            )
             self._load(deep=False, create=True, recover=True)
             return
         self._broken = msg + "; open a new Gzlog to start a new log"
         raise GzlogCorruptError(msg, reason=reason, moved_to=dest)
+
+    def _set_aside(self) -> str:
+        """Give P.gz a new name ``P.gz.corrupt-<time>[-i]`` that did not exist; return it.
+
+        The name is taken exclusively, so nothing there (a file, a planted symlink)
+        is ever replaced or followed: a hard link is made (``link`` fails on any
+        existing name) and P.gz unlinked. Where hard links are unsupported, the
+        name is reserved with an O_CREAT|O_EXCL|O_NOFOLLOW placeholder and P.gz
+        renamed over it (a rename replaces the entry; it never follows a link).
+        """
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        i = 0
+        while True:
+            dest = f"{self._path}.corrupt-{stamp}" + (f"-{i}" if i else "")
+            i += 1
+            try:
+                os.link(self._path, dest, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                if e.errno not in _NO_LINK_ERRNOS:
+                    raise
+                try:
+                    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+                except FileExistsError:
+                    continue
+                os.close(fd)
+                os.rename(self._path, dest)
+                return dest
+            os.unlink(self._path)
+            return dest
 
     def _create_new(self) -> None:
         # A dictionary left by an earlier log of the same name must never be used.
@@ -1167,10 +1442,15 @@ class Gzlog:
             os.close(fd)
         os.rename(tmp, self._path)
         self._fsync_dir()
-        self._known = (0, 0, b"")
+        self._known = (0, 0, b"", 52 * 8 - 8)
 
     def _fix_dict(self) -> None:
-        """After a full verification: make P.dict the verified dictionary."""
+        """After a full verification: make P.dict the verified dictionary.
+
+        A P.dict of another run, of a newer state of this run (an older backup
+        restored), or the one gzlog.c leaves after a compress recovery that lost
+        its tail, is rewritten here, so that the C program finds the right one too.
+        """
         k, s = self._known, self._s
         if k is None or (k[0], k[1]) != (s.ccrc, s.clen):
             return
@@ -1185,17 +1465,54 @@ class Gzlog:
             self._fsync_dir()
 
     def _choose_dict(self) -> bytes | None:
+        """The preset dictionary for the next compression, only if it is proven.
+
+        Proven means: the last 32 KiB of the compressed data now in the file. The
+        known dictionary (full verification, or this instance's own compression)
+        counts when ``ccrc``/``clen`` still match, or after catching up with the
+        compressions of other processes (:meth:`_catch_up`); a short ``P.dict``
+        counts if it is the whole compressed data. Else None: a compression
+        without a dictionary costs ratio, never correctness.
+        """
         s, k = self._s, self._known
-        if k is not None and (k[0], k[1]) == (s.ccrc, s.clen):
-            return k[2] or None
-        d = self._read_aux(self._dict, DICT_SIZE + 1)
-        if not d or len(d) > DICT_SIZE:
+        bit = s.first * 8 - s.back
+        if k is not None:
+            if (k[0], k[1]) == (s.ccrc, s.clen):
+                self._known = (s.ccrc, s.clen, k[2], bit)
+                return k[2] or None
+            caught = self._catch_up(k)
+            if caught is not None:
+                return caught or None
+        self._known = None
+        if 0 < s.clen <= DICT_SIZE:
+            d = self._read_aux(self._dict, DICT_SIZE + 1)
+            if d is not None and len(d) == s.clen and zlib.crc32(d) == s.ccrc:
+                self._known = (s.ccrc, s.clen, d, bit)
+                return d
+        return None
+
+    def _catch_up(self, k: tuple[int, int, bytes, int]) -> bytes | None:
+        """The dictionary after other processes' compressions, from the known one.
+
+        Their compressed data starts at the bit where the known compressed data
+        ended; only it is inflated (with the known dictionary) and its CRC and
+        length combined with the known ones must give ``ccrc``/``clen``. None if
+        that fails or would read more than :data:`_CATCH_UP_MAX` bytes.
+        """
+        s = self._s
+        ccrc, clen, zdict, start = k
+        end = s.first * 8 - s.back
+        if not start < end or (end - start) >> 3 > _CATCH_UP_MAX:
             return None
-        if len(d) == DICT_SIZE and s.clen >= DICT_SIZE:
-            return d
-        if len(d) == s.clen and zlib.crc32(d) == s.ccrc:
-            return d
-        return None  # maybe truncated or stale: compress without it
+        try:
+            crc, total, tail = self._inflate(self._fd, s, start, zdict or None)
+        except _Invalid:
+            return None
+        if (clen + total) & _M32 != s.clen or crc32_combine(ccrc, crc, total) != s.ccrc:
+            return None
+        new = _next_dict(zdict, tail)
+        self._known = (s.ccrc, s.clen, new, end)
+        return new
 
     # --- writing P.gz ---
 
@@ -1379,7 +1696,7 @@ class Gzlog:
         s.back = nb
         s.stored = 0
         s.ccrc, s.clen = s.tcrc, s.tlen
-        self._known = (s.ccrc, s.clen, newdict)
+        self._known = (s.ccrc, s.clen, newdict, s.first * 8 - s.back)
         self._mark(REPLACE_OP)
         if hooked:
             self._hit("replace.marked")
@@ -1440,47 +1757,26 @@ class Gzlog:
             return None
         return data
 
-    def _already_appended(self, data: bytes) -> bool:
-        """Whether an append-marked state already describes a complete log ending in data."""
-        s, fd = self._s, self._fd
-        end = s.last + 4 + s.stored
-        if len(data) > s.tail_len() or os.fstat(fd).st_size != end + 8:
-            return False
-        if _pread(fd, 8, end) != _TRAILER.pack(s.tcrc, s.tlen):
-            return False
-        tail = self._walk(fd, s, s.last, s.stored, check_last=True)
-        return tail is not None and tail.endswith(data)
-
     def _recover(self) -> None:
         s = self._s
         op = s.op
         self._repair(op, "start")
         try:
             if op == APPEND_OP:
+                # The state marked for an append describes the log before it (the
+                # state write is the commit point): redo it from step 3, as gzlog.c
+                # does, even if the log already ends with the same bytes.
                 data = self._read_aux(self._add)
-                if data and self._already_appended(data):
-                    # Only a torn commit write (all fields new but the flag byte)
-                    # looks like this, or a crash right after marking an append of
-                    # exactly the batch before it: either way, do not append twice.
-                    self._repair(op, "loaded .add file, already in the log")
-                    self._warn(
-                        f"gzlog: {self._path}: the interrupted append's data ({len(data)} "
-                        f"bytes) is already at the end of the log; not appended again"
-                    )
-                    self._mark(NO_OP)
-                    self._unlink(self._add)
-                    self._remember()
+                if data:
+                    self._repair(op, "loaded .add file")
                 else:
-                    if data:
-                        self._repair(op, "loaded .add file")
-                    else:
-                        self._repair(op, "missing .add file!")
-                        self._warn(
-                            f"gzlog: {self._path}: an interrupted append was rolled back "
-                            f"because {self._add} is missing or empty; the data of that "
-                            f"append is lost"
-                        )
-                    self._do_append(data or b"")
+                    self._repair(op, "missing .add file!")
+                    self._warn(
+                        f"gzlog: {self._path}: an interrupted append was rolled back "
+                        f"because {self._add} is missing or empty; the data of that "
+                        f"append is lost"
+                    )
+                self._do_append(data or b"")
             elif op == COMPRESS_OP:
                 length = (s.tlen - s.clen) & _M32
                 data = self._read_aux(self._add)
@@ -1520,22 +1816,28 @@ class Gzlog:
     # --- tools ---
 
     @classmethod
-    def _tool(cls, path, lock_timeout: float | None) -> Gzlog:
+    def _tool(cls, path, lock_timeout: float | None, lock_warning_after: float) -> Gzlog:
         g = cls.__new__(cls)
-        g._setup(path, lock_timeout, 300.0, None, "raise", "full")
+        g._setup(path, lock_timeout, 300.0, None, "raise", "full", lock_warning_after)
         return g
 
 
 def check(
-    path: str | os.PathLike[str], *, recover: bool = True, lock_timeout: float | None = None
+    path: str | os.PathLike[str],
+    *,
+    recover: bool = True,
+    lock_timeout: float | None = None,
+    lock_warning_after: float = 2.0,
 ) -> dict:
     """Validate a gzlog fully (under its lock) and report its state.
 
     An interrupted operation is recovered when ``recover`` is true. A damaged
     file is reported (``valid`` false, ``error`` says why), not moved.
-    Raises ``FileNotFoundError`` if the file does not exist.
+    Raises ``FileNotFoundError`` if the file does not exist, :class:`GzlogError`
+    if it is not a regular file (a FIFO, device, socket or directory). Lock
+    waits are bounded and reported as in :class:`Gzlog`.
     """
-    g = Gzlog._tool(path, lock_timeout)
+    g = Gzlog._tool(path, lock_timeout, lock_warning_after)
     report: dict = {"path": g.path, "valid": True, "error": None, "recovered": []}
     with g._locked():
         try:
@@ -1566,14 +1868,19 @@ def check(
     return report
 
 
-def recover(path: str | os.PathLike[str], *, lock_timeout: float | None = None) -> list[str]:
+def recover(
+    path: str | os.PathLike[str],
+    *,
+    lock_timeout: float | None = None,
+    lock_warning_after: float = 2.0,
+) -> list[str]:
     """Validate a gzlog and finish or roll back an interrupted operation.
 
     Returns the lines added to ``P.repairs`` (empty if nothing was
     interrupted). A damaged file is moved aside and :class:`GzlogCorruptError`
-    raised.
+    raised; a file that is not a regular file raises :class:`GzlogError`.
     """
-    g = Gzlog._tool(path, lock_timeout)
+    g = Gzlog._tool(path, lock_timeout, lock_warning_after)
     with g._locked():
         g._load_checked(deep=True, create=False)
         return list(g._repair_lines)
