@@ -8,7 +8,7 @@ import threading
 from collections import deque
 
 from mimir import _fork
-from mimir._handler import Handler
+from mimir._handler import EntriesDropped, Handler
 
 __all__ = ["BufferedHandler"]
 
@@ -28,6 +28,9 @@ class BufferedHandler(Handler):
     ``failures``), kept, and retried at the next flush. If writes keep failing and
     the buffer reaches ``max_buffer_bytes``, new entries are dropped, counted in
     ``dropped`` and reported, rather than stalling the caller or exhausting memory.
+    Entries still unwritten when :meth:`close` gives up are counted in ``dropped``
+    too, and reported as lost: every entry logged is, at all times, in exactly one
+    of ``written``, ``dropped`` and :attr:`pending_entries`.
 
     In a forked child the buffer starts empty: the parent writes its own entries.
 
@@ -67,6 +70,7 @@ class BufferedHandler(Handler):
         self._closed = False
         self._forked = False
         self._write_failing = False
+        self._last_error: BaseException | None = None  # of the failing write, if any
         self._dropping = False
         _fork.reset_after_fork(self)
 
@@ -76,7 +80,7 @@ class BufferedHandler(Handler):
         """Buffer one encoded entry, ending with its newline, for the next batch."""
         pending = self._pending
         if len(pending) + self._retained >= self.max_buffer_bytes:
-            self._drop(record)
+            self._drop(record, line.count(b"\n"))
             return
         pending += line  # no lock: see __init__
         if len(pending) < self.flush_bytes and self._thread is not None:
@@ -106,10 +110,10 @@ class BufferedHandler(Handler):
             # logging.shutdown: its own exit hook writes what the child buffered.
             mp_util.Finalize(self, self.flush, exitpriority=100)
 
-    def _drop(self, record: logging.LogRecord | None) -> None:
-        """Count a dropped entry; report the first one since writes last succeeded."""
+    def _drop(self, record: logging.LogRecord | None, count: int) -> None:
+        """Count ``count`` dropped entries; report the first drop since writes last succeeded."""
         with self._buffer_lock:
-            self.dropped += 1
+            self.dropped += count
             if self._dropping:
                 return
             self._dropping = True
@@ -128,6 +132,12 @@ class BufferedHandler(Handler):
         """Bytes of entries buffered or kept for a retry, not yet written."""
         return len(self._pending) + self._retained
 
+    @property
+    def pending_entries(self) -> int:
+        """Entries logged but neither written nor dropped yet (buffered, or kept for a retry)."""
+        with self._buffer_lock:
+            return self._pending.count(b"\n") + sum(b.count(b"\n") for b in self._batches)
+
     def close(self) -> None:
         """Write what is buffered, stop the thread, and release the output. Idempotent."""
         try:
@@ -141,7 +151,10 @@ class BufferedHandler(Handler):
                 self._commit()
                 self._closed = True
                 with self._io_lock:
-                    self.close_output()
+                    try:
+                        self.close_output()
+                    finally:
+                        self._give_up_unwritten()
                 _fork.forget(self)
         finally:
             super().close()
@@ -165,7 +178,8 @@ class BufferedHandler(Handler):
                 count = data.count(b"\n")
                 try:
                     self.write_batch(data)
-                except Exception:
+                except Exception as error:
+                    self._last_error = error
                     if not self._write_failing:
                         self._write_failing = True
                         self.report(
@@ -176,9 +190,27 @@ class BufferedHandler(Handler):
                 batches.popleft()
                 with self._buffer_lock:
                     self._retained -= len(data)
-                self.written += count
+                self.batch_written(count)
                 self._write_failing = False
                 self._dropping = False
+
+    def _give_up_unwritten(self) -> None:
+        """At close: count what could not be written as dropped, and say it is lost."""
+        with self._buffer_lock:
+            lost = self._pending.count(b"\n") + sum(b.count(b"\n") for b in self._batches)
+            self._pending = bytearray()
+            self._batches.clear()
+            self._retained = 0
+            self.dropped += lost
+        if not lost:
+            return
+        try:
+            raise EntriesDropped(
+                f"{self!r}: {lost} entries could not be written before close() and are lost"
+                f" (last error: {self._last_error or 'unknown'}); counted in .dropped"
+            ) from self._last_error
+        except EntriesDropped as error:
+            self.report(str(error))
 
     def _run(self) -> None:
         while not self._closing:
@@ -201,6 +233,10 @@ class BufferedHandler(Handler):
     def write_batch(self, data: bytes | bytearray) -> None:
         """Write ``data`` (complete lines) durably enough for this handler; raise on failure."""
         raise NotImplementedError
+
+    def batch_written(self, count: int) -> None:
+        """Account for a batch of ``count`` entries that :meth:`write_batch` took."""
+        self.written += count
 
     def close_output(self) -> None:
         """Release the output (called once, after the final write)."""

@@ -20,10 +20,17 @@ Pipe protocol (private; both ends are this module):
   payload. ``D`` complete JSON lines; ``S`` (sync: write everything received),
   ``C`` (sync, then compress the stored tail) and ``Q`` (sync, compress, close,
   exit) carry a request number as ASCII digits.
-* from the writer: one JSON object per line, ``{"reply": N, "dropped": D}`` when
-  request N is done (D: entries the writer dropped so far; N = 0: the log is open
-  and the writer ready), or
-  ``{"report": message, "detail": traceback}`` for a failure, as it happens.
+* from the writer: one JSON object per line, each with ``"written": W`` and
+  ``"dropped": D`` (entries this writer wrote and dropped so far, counting entries
+  it had to give up at close as dropped): ``{"reply": N, ...}`` when request N is
+  done (N = 0: the log is open and the writer ready); ``{"report": message,
+  "detail": traceback, ...}`` for a failure, as it happens; ``{"warning": message,
+  ...}`` for a warning (a damaged log moved aside, a recovery); or the counts alone,
+  after each round of writes.
+
+The handler's side counts entries it sent: whatever a writer that died had neither
+confirmed written nor dropped is counted as dropped, so ``written + dropped`` always
+accounts for every entry handed over.
 """
 
 from __future__ import annotations
@@ -37,10 +44,11 @@ import struct
 import subprocess
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-from mimir.gzlog import MAX_TAIL
+from mimir.gzlog import MAX_TAIL, GzlogWarning
 
 __all__ = ["WriterProcess", "WriterProcessError"]
 
@@ -72,16 +80,26 @@ class WriterProcess:
         max_buffer_bytes: int,
         compression_level: int,
         report: Callable[[str], None],
+        lock_timeout: float | None = None,
     ) -> None:
         self.filename = filename
-        self._args = [filename, repr(flush_interval), str(max_buffer_bytes), str(compression_level)]
+        self._args = [
+            filename,
+            repr(flush_interval),
+            str(max_buffer_bytes),
+            str(compression_level),
+            repr(lock_timeout),
+        ]
         self._report = report
         self._proc: subprocess.Popen[bytes] | None = None
         self._send_fd = -1
         self._reply_fd = -1
         self._replies = bytearray()
         self._requests = 0
-        self.dropped = 0  # entries the writer process dropped (its buffer was full)
+        self.sent = 0  # entries handed to writer processes, all of them
+        self.written = 0  # entries they confirmed written
+        self.dropped = 0  # entries they dropped, gave up, or died without confirming
+        self._counted = (0, 0)  # (written, dropped) before the current writer started
         self._start()
 
     # -- life cycle ---------------------------------------------------------------
@@ -129,10 +147,14 @@ class WriterProcess:
         code = proc.wait() if proc is not None else None
         self._close_fds()
         self._proc = None
+        lost = self.sent - self.written - self.dropped
+        self.dropped += lost
+        self._counted = (self.written, self.dropped)
         try:
             raise WriterProcessError(
                 f"the writer process of {self.filename} exited unexpectedly (exit status "
-                f"{code}); entries it had received and not yet written may be lost"
+                f"{code}); {lost} entries it had received were not confirmed written and"
+                " are counted as dropped (some of them may have reached the log)"
             )
         except WriterProcessError as error:
             self._report(str(error))
@@ -176,8 +198,10 @@ class WriterProcess:
             end = data.rfind(b"\n", start, start + _MAX_FRAME) + 1 or start + _MAX_FRAME
             with memoryview(data) as view:
                 self._send(_DATA, view[start:end])
+                self.sent += view[start:end].tobytes().count(b"\n")
             start = end
         self._send(_DATA, data[start:] if start else data)
+        self.sent += data.count(b"\n")
         if not self._read_replies(until=None):
             self._died()  # noticed early; what it had not written is reported lost
 
@@ -245,14 +269,18 @@ class WriterProcess:
         while (end := self._replies.find(b"\n")) >= 0:
             message: dict[str, Any] = json.loads(self._replies[:end])
             del self._replies[: end + 1]
+            if "written" in message:
+                self.written = self._counted[0] + message["written"]
+                self.dropped = self._counted[1] + message["dropped"]
             if "report" in message:
                 try:
                     raise WriterProcessError(message.get("detail") or message["report"])
                 except WriterProcessError:
                     self._report(message["report"])
-                continue
-            self.dropped = message.get("dropped", self.dropped)
-            found = found or message.get("reply") == until
+            elif "warning" in message:
+                category = GzlogWarning if message.get("category") == "GzlogWarning" else UserWarning
+                warnings.warn(message["warning"], category, stacklevel=2)
+            found = found or ("reply" in message and message["reply"] == until)
         return found
 
 
@@ -305,15 +333,18 @@ class _Frames:
 
 
 def main() -> None:
-    """Entry point of the writer process: ``FILENAME FLUSH_INTERVAL MAX_BUFFER LEVEL``."""
+    """Entry point: ``FILENAME FLUSH_INTERVAL MAX_BUFFER LEVEL LOCK_TIMEOUT`` after the root."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    filename, interval, max_buffer, level = sys.argv[2:6]  # after the package root
+    filename, interval, max_buffer, level, lock_timeout = sys.argv[2:7]
     from mimir.gzlog_handler import GzlogFileHandler
 
     out = sys.stdout.fileno()
+    handler: GzlogFileHandler | None = None
 
     def say(message: dict[str, Any]) -> None:
+        if handler is not None:
+            message["written"], message["dropped"] = handler.written, handler.dropped
         data = (json.dumps(message) + "\n").encode()
         try:
             while data:
@@ -325,6 +356,11 @@ def main() -> None:
     def report(message: str) -> None:
         say({"report": message, "detail": traceback.format_exc()})
 
+    def relay_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        say({"warning": str(message), "category": category.__name__})
+
+    warnings.showwarning = relay_warning  # the logging process shows them
+    warnings.simplefilter("always")  # and filters them there
     try:
         handler = GzlogFileHandler(
             filename,
@@ -332,16 +368,22 @@ def main() -> None:
             max_buffer_bytes=int(max_buffer),
             compression_level=int(level),
             writer_process=False,
+            lock_timeout=None if lock_timeout == "None" else float(lock_timeout),
         )
     except Exception as error:
         report(f"the writer process could not open {filename}: {error}")
         sys.exit(1)
     handler.report = report  # type: ignore[method-assign]
-    say({"reply": 0, "dropped": 0})  # ready
+    say({"reply": 0})  # ready
+    try:
+        handler.verify()  # before the first append, while the training loop runs on
+    except Exception as error:
+        report(f"could not verify {filename} ({error}); it is verified again before writing")
     retry_after = float(interval) or 1.0
     hold_for = min(retry_after, _HOLD_SECONDS)
     frames = _Frames(sys.stdin.fileno())
     held = bytearray()  # lines received, not yet given to the handler
+    told = (0, 0)  # the counts last sent
 
     def write(upto: int) -> None:
         if upto:
@@ -367,10 +409,13 @@ def main() -> None:
                     handler.compress()
                 elif kind == _QUIT:
                     handler.close()
-                say({"reply": int(payload), "dropped": handler.dropped})
+                say({"reply": int(payload)})
                 if kind == _QUIT:
                     return
             write(_fill_point(held, handler._gzlog.room))
+            if (handler.written, handler.dropped) != told:
+                told = (handler.written, handler.dropped)
+                say({})  # the counts alone: the logging process reads them as they come
     finally:
         write(len(held))  # the logging process is gone: write what it sent, then stop
         handler.close()

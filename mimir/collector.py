@@ -63,6 +63,8 @@ class SenderStats:
     missed: int = 0
     #: Entries received twice (dropped).
     duplicates: int = 0
+    #: Entries dropped because they were not JSON objects.
+    bad_entries: int = 0
     #: The first ``100`` gaps, as (first, last) sequence numbers, both missing.
     missing: list[tuple[int, int]] = field(default_factory=list)
     #: time.monotonic() of the last message.
@@ -160,6 +162,7 @@ class Collector:
         self.bad_messages = 0
         #: Lines of otherwise good messages dropped: not a JSON object.
         self.bad_entries = 0
+        self._traceback_shown = False
         #: New handlers from a host, pid and name already heard from.
         self.restarts = 0
         #: Connections refused during the handshake (CURVE: no keys, a wrong server
@@ -347,21 +350,23 @@ class Collector:
                 return done
             try:
                 self._handle(frames)
-            except Exception:  # never let one message stop the collector
-                self.bad_messages += 1
-                log.exception("mimir collector: could not handle a message (dropped)")
+            except Exception as error:  # never let one message stop the collector
+                self._bad(f"{type(error).__name__}: {error}", traceback=True)
         return most
 
     # -- one message ----------------------------------------------------------------------
 
-    def _bad(self, why: str) -> None:
+    def _bad(self, why: str, *, traceback: bool = False) -> None:
+        """Count a dropped message; say so at the 1st, 2nd, 4th, 8th... (a traceback once)."""
         self.bad_messages += 1
-        if self.bad_messages & (self.bad_messages - 1) == 0:  # 1st, 2nd, 4th, 8th...
+        if self.bad_messages & (self.bad_messages - 1) == 0:
             log.warning(
                 "mimir collector: dropped a malformed message (%s; %d so far)",
                 why,
                 self.bad_messages,
+                exc_info=traceback and not self._traceback_shown,
             )
+            self._traceback_shown = self._traceback_shown or traceback
 
     def _handle(self, frames: list[bytes]) -> None:
         if len(frames) != 3:
@@ -395,7 +400,7 @@ class Collector:
         elif first > expected:
             self._gap(sender, expected, first - 1)
         sender.last_seq = first + count - 1
-        out, written = self._with_source(data, count, fragment, tail)
+        out, written = self._with_source(sender, data, count, fragment, tail)
         if not written:
             return None
         sender.received += written
@@ -415,14 +420,14 @@ class Collector:
         return None
 
     def _with_source(
-        self, data: bytes, count: int, fragment: bytes, tail: bytes
+        self, sender: SenderStats, data: bytes, count: int, fragment: bytes, tail: bytes
     ) -> tuple[bytes, int]:
         """``data``'s lines with the source added to each, and how many (bad lines dropped)."""
         loads = json.loads
         key = self.source_key
         try:
             objects = list(map(loads, data.decode("utf-8").split("\n")[:-1]))
-        except ValueError:  # also UnicodeDecodeError
+        except (ValueError, RecursionError):  # also UnicodeDecodeError; deep nesting
             objects = None
         if (
             objects is not None
@@ -437,7 +442,7 @@ class Collector:
         for line in data.split(b"\n")[:-1]:
             try:
                 entry = loads(line.decode("utf-8"))
-            except ValueError:
+            except (ValueError, RecursionError):
                 bad += 1
                 continue
             if type(entry) is not dict:
@@ -449,13 +454,21 @@ class Collector:
             out += tail
         if bad:
             self.bad_entries += bad
-            log.warning("mimir collector: dropped %d malformed entries (not a JSON object)", bad)
+            before = sender.bad_entries
+            sender.bad_entries += bad
+            if before.bit_length() != sender.bad_entries.bit_length():  # at 1, 2, 4, 8...
+                log.warning(
+                    "mimir collector: dropped malformed entries (not a JSON object) from %s;"
+                    " %d from it so far",
+                    sender.source,
+                    sender.bad_entries,
+                )
         return bytes(out), count - bad
 
     def _new_sender(self, header: bytes) -> tuple[SenderStats, bytes, bytes] | None:
         try:
             identity = json.loads(header[1:].decode("utf-8"))
-        except ValueError:
+        except (ValueError, RecursionError):
             identity = None
         if (
             type(identity) is not dict

@@ -8,10 +8,21 @@ import warnings
 
 from mimir._buffered import BufferedHandler
 from mimir._gzlog_writer import WriterProcess, WriterProcessError
-from mimir.gzlog import MAX_APPEND, Gzlog, GzlogError, GzlogState
+from mimir.gzlog import MAX_APPEND, Gzlog, GzlogCorruptError, GzlogError, GzlogState, GzlogWarning
 from mimir.jsonl import require_directory
+from mimir.reader import iter_lines
 
 __all__ = ["GzlogFileHandler"]
+
+
+def _readable_entries(path: str) -> int:
+    """How many entries of the (damaged) log at ``path`` can still be read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the partial read says what it left out: known here
+        try:
+            return sum(1 for _ in iter_lines(path, errors="partial"))
+        except (OSError, ValueError):
+            return 0
 
 
 def _piece_end(data: bytes | bytearray, start: int, limit: int) -> int:
@@ -56,10 +67,22 @@ class GzlogFileHandler(BufferedHandler):
     (as ``flush_interval=0`` does on the caller's), and so does the handler if
     the writer cannot be started (with a :class:`RuntimeWarning`).
 
+    Before its first append, the writer verifies the whole log (the compressed part
+    against the CRC and length in its header, and ``P.dict`` against the last 32 KiB
+    of that data), away from the training loop: the constructor only checks the
+    header and the uncompressed tail. A damaged log is never appended to: it is moved
+    aside whole to ``<filename>.corrupt-<time>``, a :class:`~mimir.gzlog.GzlogWarning`
+    says where and how many of its entries are still readable, and a new log starts.
+
     ``compression_level`` is zlib's (1..9). The default, 4, compresses metrics logs
     within a few percent of ``gzip -6`` at about twice the speed of level 6, so
     that the writer keeps up with fast training loops on small machines; any
     level reads back the same.
+
+    ``lock_timeout`` bounds, in seconds, how long the constructor and each write wait
+    for the log's lock while another process holds it (``None``, the default: wait,
+    with a warning naming the holder after 2 s); past it they fail with a
+    :class:`~mimir.gzlog.GzlogError` that says who holds the lock.
     """
 
     def __init__(
@@ -71,6 +94,7 @@ class GzlogFileHandler(BufferedHandler):
         level: int | str = logging.NOTSET,
         compression_level: int = 4,
         writer_process: bool = True,
+        lock_timeout: float | None = None,
     ) -> None:
         path = os.path.abspath(os.fspath(filename))
         if not path.endswith(".gz"):
@@ -79,14 +103,19 @@ class GzlogFileHandler(BufferedHandler):
                 f"got {os.fspath(filename)!r}"
             )
         require_directory(path)
+        if lock_timeout is not None and not lock_timeout >= 0:
+            raise ValueError(f"lock_timeout must be >= 0 seconds or None, got {lock_timeout!r}")
         self.filename = path
-        self._gzlog = Gzlog(
-            path, on_corrupt="new", verify="quick", compression_level=compression_level
-        )
+        self.lock_timeout = lock_timeout
+        self._compression_level = compression_level
+        self._gzlog = self._open_log()
+        self._verified = False  # the whole log is verified before this process appends
         self._failing = False  # a failure was reported and no write succeeded since
         super().__init__(flush_interval, flush_bytes, max_buffer_bytes, level)
         self._writer: WriterProcess | None = None
-        self._writer_dropped = 0  # the writer's drops already added to .dropped
+        self._writer_written = 0  # the writer's counts already added to .written
+        self._writer_dropped = 0  # and to .dropped
+        self._handed_over = False  # the last batch went to the writer process
         if writer_process and self.flush_interval:
             try:
                 self._writer = WriterProcess(
@@ -94,6 +123,7 @@ class GzlogFileHandler(BufferedHandler):
                     flush_interval=self.flush_interval,
                     max_buffer_bytes=self.max_buffer_bytes,
                     compression_level=compression_level,
+                    lock_timeout=lock_timeout,
                     report=self.report,
                 )
             except OSError as error:
@@ -103,6 +133,46 @@ class GzlogFileHandler(BufferedHandler):
                     RuntimeWarning,
                     stacklevel=2,
                 )
+
+    def _open_log(self) -> Gzlog:
+        """Open the log quickly (header and uncompressed tail checked), creating it if needed."""
+        for _ in range(2):
+            try:
+                return Gzlog(
+                    self.filename,
+                    on_corrupt="raise",
+                    verify="quick",
+                    compression_level=self._compression_level,
+                    lock_timeout=self.lock_timeout,
+                )
+            except GzlogCorruptError as error:
+                self._moved_aside(error)  # then start a new log in its place
+        raise GzlogError(f"{self.filename} was damaged twice while it was being opened")
+
+    def _moved_aside(self, error: GzlogCorruptError) -> None:
+        """Warn that the damaged log went to ``error.moved_to``, with what is still readable there."""
+        readable = _readable_entries(error.moved_to) if error.moved_to else 0
+        warnings.warn(
+            f"{self.filename} is damaged ({error.reason}), so nothing was appended to it:"
+            f" it was moved whole to {error.moved_to}, which still holds {readable} readable"
+            f" entries (mimir.load(..., errors='partial') reads them); a new log was started",
+            GzlogWarning,
+            stacklevel=2,
+        )
+
+    def verify(self) -> None:
+        """Verify the whole log now; a damaged one is moved aside and a new log started.
+
+        Done automatically once before the first append of each process (in the
+        writer process when there is one), so calling it is never necessary.
+        Raises :class:`~mimir.gzlog.GzlogError` if the log cannot be read.
+        """
+        try:
+            self._gzlog.verify()
+        except GzlogCorruptError as error:
+            self._moved_aside(error)
+            self._gzlog = self._open_log()
+        self._verified = True
 
     def write_batch(self, data: bytes | bytearray) -> None:
         """Append ``data`` as gzlog appends of whole lines; on failure keep only the rest.
@@ -114,12 +184,18 @@ class GzlogFileHandler(BufferedHandler):
         kept for the retry) before the error propagates, so a retry never writes
         an entry twice and never skips one.
         """
+        self._handed_over = False
         if self._writer is not None:
             try:
                 self._writer.send(data)
+                self._handed_over = True
                 return
             except WriterProcessError:
                 self._writer_failed()  # then write this batch here
+            finally:
+                self._take_writer_counts()
+        if not self._verified:
+            self.verify()
         gz = self._gzlog
         done = 0
         total = len(data)
@@ -155,6 +231,29 @@ class GzlogFileHandler(BufferedHandler):
             done = end
         self._failing = False
 
+    def batch_written(self, count: int) -> None:
+        """Count a batch as written, unless the writer process took it: it counts its own."""
+        if not self._handed_over:
+            self.written += count
+
+    def _take_writer_counts(self) -> None:
+        """Add what the writer process wrote and dropped since the last call (I/O lock held)."""
+        writer = self._writer
+        if writer is None:
+            return
+        with self._buffer_lock:  # callers count their drops under it too
+            self.written += writer.written - self._writer_written
+            self.dropped += writer.dropped - self._writer_dropped
+        self._writer_written = writer.written
+        self._writer_dropped = writer.dropped
+
+    @property
+    def pending_entries(self) -> int:
+        """Entries logged but neither written nor dropped yet, the writer process's included."""
+        writer = self._writer
+        in_writer = writer.sent - self._writer_written - self._writer_dropped if writer else 0
+        return super().pending_entries + in_writer
+
     def flush(self) -> None:
         """Write everything buffered so far; with a writer process, wait until it has."""
         super().flush()
@@ -184,13 +283,12 @@ class GzlogFileHandler(BufferedHandler):
             return False  # the caller does it here
         except Exception:
             self.report(f"{self!r}: the writer process failed to {request}")
-        with self._buffer_lock:  # callers count their drops under it too
-            self.dropped += writer.dropped - self._writer_dropped
-        self._writer_dropped = writer.dropped
+        self._take_writer_counts()
         return True
 
     def _writer_failed(self) -> None:
         """The writer process keeps dying: report it and write from this process from now on."""
+        self._take_writer_counts()
         self.report(
             f"{self!r}: the writer process keeps exiting; the log is written from a thread"
             " of this process from now on"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import time
 import warnings
 
@@ -40,25 +42,67 @@ def require_directory(path: str) -> None:
         )
 
 
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+
+
+def not_a_regular_file(path: str, mode: int) -> OSError:
+    """The error for a log path that names something other than a regular file."""
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return OSError(
+        errno.EINVAL,
+        f"cannot open log file {path!r}: it is {kind}, not a regular file;"
+        " give the path of a regular file (or of one to create)",
+        path,
+    )
+
+
 def open_for_append(filename: str | os.PathLike[str]) -> int:
     """Open ``filename`` for appending (created if missing) and return the descriptor.
 
     Raises an :class:`OSError` whose message says what to fix when the directory
-    does not exist or the file cannot be written.
+    does not exist, the file cannot be written, or the path names something other
+    than a regular file (a FIFO is refused at once, never waited on).
     """
     path = os.fspath(filename)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = os.open(path, flags, 0o666)
     except FileNotFoundError:
         require_directory(path)
         raise
     except OSError as error:
+        if error.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO with no reader, a directory
+            raise not_a_regular_file(path, os.stat(path).st_mode) from None
         raise type(error)(
             error.errno,
             f"cannot open log file for appending ({error.strerror}); "
             "check the path and its permissions",
             path,
         ) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise not_a_regular_file(path, mode)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _create_exclusive(prefix: str) -> tuple[str, int]:
+    """Create a new file named ``prefix`` (or ``prefix-N``), never following a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for n in range(1000):
+        name = prefix if n == 0 else f"{prefix}-{n}"
+        try:
+            return name, os.open(name, flags, 0o644)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free name to move a torn line to", prefix)
 
 
 class JSONLFileHandler(BufferedHandler):
@@ -111,10 +155,12 @@ class JSONLFileHandler(BufferedHandler):
             fragment = file.read(size - start)
         try:
             json.loads(fragment)
-        except ValueError:
-            aside = f"{self.filename}.torn-{time.strftime('%Y%m%dT%H%M%S')}"
-            with open(aside, "ab") as file:
+        except (ValueError, RecursionError):
+            aside, fd = _create_exclusive(f"{self.filename}.torn-{time.strftime('%Y%m%dT%H%M%S')}")
+            with open(fd, "wb") as file:
                 file.write(fragment)
+                file.flush()
+                os.fsync(file.fileno())
             os.ftruncate(self._fd, start)
             warnings.warn(
                 f"{self.filename} ended with an incomplete entry of {len(fragment)} bytes "

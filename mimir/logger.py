@@ -74,6 +74,9 @@ class Logger:
         formatter: console output. By default each entry is printed readably to
             standard output; ``None`` prints nothing; a :class:`logging.Formatter` or
             a callable ``entry -> str`` changes how entries are printed.
+        lock_timeout: for a compressed log, how many seconds to wait at most for its
+            lock while another process holds it (``None``: wait, with a warning that
+            names the holder after 2 s); then :class:`~mimir.gzlog.GzlogError`.
         json_kwargs: ``json.dumps`` options for the files and streams
             (``default=``, ``sort_keys=``, ``ensure_ascii=`` ...), see
             :class:`~mimir.JSONFormatter`.
@@ -93,6 +96,7 @@ class Logger:
         formatter: Any = _CONSOLE,
         stream_address: str = "tcp://127.0.0.1:5557",
         replay_address: str = "tcp://127.0.0.1:5556",
+        lock_timeout: float | None = None,
         **json_kwargs: Any,
     ) -> None:
         if stream_maxlen and not stream:
@@ -114,7 +118,9 @@ class Logger:
             if maxlen:
                 self.memory = self._add(MemoryHandler(maxlen))
             if filename is not None and os.fspath(filename).endswith(".gz"):
-                self._line_handlers.append(self._add(GzlogFileHandler(filename)))
+                self._line_handlers.append(
+                    self._add(GzlogFileHandler(filename, lock_timeout=lock_timeout))
+                )
             elif filename is not None:
                 self._line_handlers.append(self._add(JSONLFileHandler(filename)))
             if stream:

@@ -147,3 +147,27 @@ def make_record() -> Callable[..., logging.LogRecord]:
         )
 
     return make
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A log path on which every write fails with EFBIG, as on a full disk.
+
+    The file is filled with blank lines up to this process's file size limit
+    (RLIMIT_FSIZE, lowered for the test and restored after), so that every append
+    fails while the file stays a readable log.
+    """
+    import resource
+    import signal
+
+    limit = 1 << 20
+    path = tmp_path / "full.jsonl"
+    path.write_bytes(b"\n" * limit)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield path
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)

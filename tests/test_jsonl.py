@@ -327,9 +327,9 @@ def test_unserializable_entry_is_reported_and_others_kept(log_path, capsys, read
     assert "default=" in err
 
 
-def test_write_failures_are_reported_once_and_counted(capsys):
+def test_write_failures_are_reported_once_and_counted(capsys, full_disk):
     """Writes to a full device are reported through handleError and counted, never silent."""
-    handler = JSONLFileHandler("/dev/full", flush_interval=0)
+    handler = JSONLFileHandler(full_disk, flush_interval=0)
     logger = make_logger(handler)
     logger.info({"i": 0})
     logger.info({"i": 1})
@@ -340,10 +340,10 @@ def test_write_failures_are_reported_once_and_counted(capsys):
     handler.close()
 
 
-def test_buffer_is_bounded_when_writes_keep_failing():
+def test_buffer_is_bounded_when_writes_keep_failing(full_disk):
     """When writes keep failing, entries beyond max_buffer_bytes are dropped and counted."""
     logging.raiseExceptions = False
-    handler = JSONLFileHandler("/dev/full", flush_interval=0, max_buffer_bytes=1000)
+    handler = JSONLFileHandler(full_disk, flush_interval=0, max_buffer_bytes=1000)
     logger = make_logger(handler)
     for i in range(200):
         logger.info({"i": i, "padding": "z" * 40})

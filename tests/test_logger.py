@@ -151,6 +151,7 @@ def test_readme_streaming_binds_loopback_defaults():
         assert logger.stream.replay_address == "tcp://127.0.0.1:5556"
         for i in range(100):
             logger.log({"iteration": i, "training_error": 1.0 / (i + 1)})
+        logger.stream.flush(10)  # all 100 published before the client joins
         with mimir.stream.subscribe(logger.stream.address, logger.stream.replay_address) as sub:
             with pytest.warns(mimir.stream.StreamGapWarning, match="1 to 50"):
                 sub.sync(10)  # joined after 100 entries: told what it cannot get
