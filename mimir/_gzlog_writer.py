@@ -278,7 +278,8 @@ class WriterProcess:
                 except WriterProcessError:
                     self._report(message["report"])
             elif "warning" in message:
-                category = GzlogWarning if message.get("category") == "GzlogWarning" else UserWarning
+                known = message.get("category") == "GzlogWarning"
+                category = GzlogWarning if known else UserWarning
                 warnings.warn(message["warning"], category, stacklevel=2)
             found = found or ("reply" in message and message["reply"] == until)
         return found

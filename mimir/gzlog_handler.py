@@ -150,7 +150,7 @@ class GzlogFileHandler(BufferedHandler):
         raise GzlogError(f"{self.filename} was damaged twice while it was being opened")
 
     def _moved_aside(self, error: GzlogCorruptError) -> None:
-        """Warn that the damaged log went to ``error.moved_to``, with what is still readable there."""
+        """Warn that the damaged log went to ``error.moved_to``, with its readable entries."""
         readable = _readable_entries(error.moved_to) if error.moved_to else 0
         warnings.warn(
             f"{self.filename} is damaged ({error.reason}), so nothing was appended to it:"

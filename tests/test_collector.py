@@ -508,6 +508,32 @@ def test_s3_fuzz_and_pickle_dropped_and_counted(tmp_path: Path) -> None:
     assert [e["i"] for e in read_entries(tmp_path / "run.jsonl.gz")] == [0, 1]
 
 
+def test_deep_nesting_is_a_malformed_entry_reported_per_sender_with_a_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deeply nested lines are dropped and counted, said at 1, 2, 4... per sender, no traceback."""
+    caplog.set_level(logging.WARNING)
+    deep = b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    with Collector(ANY_PORT, filename=tmp_path / "run.jsonl.gz") as c:
+        c.start()
+        context = zmq.Context()
+        push = context.socket(zmq.PUSH)
+        push.connect(c.address)
+        for who in ("a", "b"):
+            header = b'F{"host":"h","pid":1,"run":"%s"}' % who.encode()
+            for seq in range(1, 6):
+                push.send_multipart([header, RUN.pack(2 * seq - 1, 2), b'{"i":%d}\n' % seq + deep])
+        wait_until(lambda: c.received == 10 and c.bad_entries == 10, what="every message")
+        push.close(linger=0)
+        context.term()
+    said = [r for r in caplog.records if "malformed entries" in r.getMessage()]
+    assert len(said) == 6  # per sender: at its 1st, 2nd and 4th bad entry
+    assert all(r.exc_info is None for r in caplog.records)
+    assert said[-1].getMessage().endswith("4 from it so far")
+    assert sorted(s.bad_entries for s in c.senders.values()) == [5, 5]
+    assert [e["i"] for e in read_entries(tmp_path / "run.jsonl.gz")] == [1, 2, 3, 4, 5] * 2
+
+
 # -- S4: oversized frames and a flood -----------------------------------------------------
 
 

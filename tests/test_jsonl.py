@@ -407,3 +407,29 @@ def test_written_lines_parse_with_python_json(log_path):
     assert data.endswith(b"\n")
     lines = data.split(b"\n")[:-1]
     assert [json.loads(line)["i"] for line in lines] == list(range(500))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
+    """A FIFO, a device or a directory is refused at construction, never waited on."""
+    path = {"fifo": tmp_path / "run.jsonl", "device": "/dev/null", "directory": tmp_path}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(OSError, match="not a regular file"):
+        JSONLFileHandler(path)  # a FIFO without a reader would block an ordinary open
+
+
+def test_torn_line_is_moved_aside_without_following_a_planted_symlink(log_path, monkeypatch):
+    """A torn line goes to a file created exclusively: a symlink planted there is left alone."""
+    monkeypatch.setattr(time, "strftime", lambda *args: "20260101T000000")
+    target = log_path.parent / "precious.txt"
+    target.write_bytes(b"keep me\n")
+    planted = log_path.parent / (log_path.name + ".torn-20260101T000000")
+    planted.symlink_to(target)
+    log_path.write_bytes(b'{"i": 0}\n{"i": 1, "trai')
+    with pytest.warns(RuntimeWarning, match="torn-20260101T000000-1"):
+        JSONLFileHandler(log_path).close()
+    assert target.read_bytes() == b"keep me\n"
+    assert planted.is_symlink()
+    assert (log_path.parent / (planted.name + "-1")).read_bytes() == b'{"i": 1, "trai'
+    assert log_path.read_bytes() == b'{"i": 0}\n'
