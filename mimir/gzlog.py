@@ -426,6 +426,26 @@ def _open_log(path: str, flags: int) -> int:
     return fd
 
 
+def _skip_empty_stored(fd: int, bit: int, end_bit: int) -> int:
+    """The bit after an empty, non-final stored block at ``bit`` (byte-aligned), else bit.
+
+    Our compressions that begin off a byte boundary begin with one: inflating from
+    the byte after it needs no shift of the data (a shifted stream cannot inflate
+    deflate's own stored blocks, whose padding counts from the true byte boundaries).
+    """
+    if not bit & 7:
+        return bit
+    pad_end = (bit + 3 + 7) & ~7  # the byte boundary after the 3 header bits
+    if pad_end + 32 > end_bit:
+        return bit
+    head = _pread(fd, (pad_end >> 3) - (bit >> 3) + 4, bit >> 3)
+    if len(head) < 5 or head[-4:] != b"\x00\x00\xff\xff":
+        return bit
+    if int.from_bytes(head[:-4], "little") >> (bit & 7):  # BFINAL, BTYPE, padding: all 0
+        return bit
+    return pad_end + 32
+
+
 def _deflate_bits(fd: int, start_bit: int, end_bit: int) -> Iterator[bytes]:
     """The deflate bits of the file from ``start_bit`` to ``end_bit``, as a raw stream.
 
@@ -525,22 +545,29 @@ def _next_dict(zdict: bytes | None, data: bytes) -> bytes:
 _SPLIT = 1 << 18  # data of a compression above this size is deflated in two halves at once
 
 
-def _deflate_part(data: memoryview, zdict: bytes | None, level: int) -> bytes:
-    """Raw deflate (window 15, memory level 8) ending with a partial flush."""
+def _deflate_part(
+    data: memoryview, zdict: bytes | None, level: int, flush: int = zlib.Z_PARTIAL_FLUSH
+) -> bytes:
+    """Raw deflate (window 15, memory level 8) ending with a partial (or ``flush``) flush."""
     if zdict:
         c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict=zdict)
     else:
         c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
-    return c.compress(data) + c.flush(zlib.Z_PARTIAL_FLUSH)
+    return c.compress(data) + c.flush(flush)
+
+
+_SYNC_MARK = b"\x00\x00\xff\xff"  # LEN/NLEN of the empty stored block a sync flush ends with
 
 
 def _raw_deflate(data: bytes, zdict: bytes | None, level: int) -> bytes:
     """Raw deflate of ``data`` with preset dictionary ``zdict``, ending in a partial flush.
 
-    Large data is deflated as two halves on two threads (zlib releases the GIL), as
-    pigz does: the second half is primed with the 32 KiB before it, and its output is
-    appended at the exact bit where the first half's ends (after the empty static
-    block of its partial flush), so the result is one valid deflate stream.
+    The output must be placed at a byte boundary of the file: deflate pads the
+    *stored* blocks it emits for incompressible data to byte boundaries counted
+    from the start of its output. Large data is deflated as two halves on two
+    threads (zlib releases the GIL), as pigz does: the first half ends with a sync
+    flush (an empty stored block, so it ends on a byte boundary), the second half
+    is primed with the 32 KiB before it and follows byte for byte: one valid stream.
     """
     view = memoryview(data)
     if len(data) <= _SPLIT:
@@ -548,19 +575,17 @@ def _raw_deflate(data: bytes, zdict: bytes | None, level: int) -> bytes:
     half = len(data) // 2
     first: list[bytes] = []
     helper = threading.Thread(
-        target=lambda: first.append(_deflate_part(view[:half], zdict, level)),
+        target=lambda: first.append(
+            _deflate_part(view[:half], zdict, level, zlib.Z_SYNC_FLUSH)
+        ),
         name="mimir-gzlog-deflate",
     )
     helper.start()
     second = _deflate_part(view[half:], bytes(view[half - DICT_SIZE : half]), level)
     helper.join()
-    end = _flush_block_bit(first[0]) if first else -1
-    if end < 0:
-        raise GzlogError(errno.EIO, "gzlog: unexpected deflate output (no partial flush)")
-    used = end + 10  # the empty static block is 10 bits
-    joined = int.from_bytes(first[0], "little") & ((1 << used) - 1)
-    joined |= int.from_bytes(second, "little") << used
-    return joined.to_bytes((used + len(second) * 8 + 7) // 8, "little")
+    if not first or not first[0].endswith(_SYNC_MARK):
+        raise GzlogError(errno.EIO, "gzlog: unexpected deflate output (no sync flush)")
+    return first[0] + second
 
 
 def _flush_block_bit(out: bytes) -> int:
@@ -1504,6 +1529,7 @@ class Gzlog:
         end = s.first * 8 - s.back
         if not start < end or (end - start) >> 3 > _CATCH_UP_MAX:
             return None
+        start = _skip_empty_stored(self._fd, start, end)
         try:
             crc, total, tail = self._inflate(self._fd, s, start, zdict or None)
         except _Invalid:
@@ -1656,24 +1682,25 @@ class Gzlog:
         hooked = self._hooks is not None
         n = 2 if s.back > 8 else 1
         start = s.first - n
-        k = (8 - s.back) & 7
-        b = _pread(fd, 1, start)
-        if len(b) != 1:
-            raise GzlogError(errno.EIO, f"gzlog: short read from {self._path}")
-        kept = b[0] & ((1 << k) - 1)
-        comp = _raw_deflate(data, zdict, self.compression_level)
-        self._check_lock()
-        # Python has no deflatePrime: shift the output by k bits, OR in the kept bits
-        # (one big-integer pass; none when the stored block began on a byte boundary).
-        if k:
-            out = ((int.from_bytes(comp, "little") << k) | kept).to_bytes(len(comp) + 1, "little")
+        if s.back == 8:  # the old first block's header begins on a byte boundary
+            lead = b""
         else:
-            out = comp
+            # Python has no deflatePrime, and deflate's own stored blocks (for
+            # incompressible data) are padded to byte boundaries counted from the start
+            # of its output: so the output must start on a byte boundary of the file.
+            # An empty, non-final stored block where the old first block's header
+            # began gets there (the bits before it are kept); it inflates to nothing.
+            b = _pread(fd, 1, start)
+            if len(b) != 1:
+                raise GzlogError(errno.EIO, f"gzlog: short read from {self._path}")
+            lead = _hdr(b[0], s.back, False, 0)
+        out = lead + _raw_deflate(data, zdict, self.compression_level)
+        self._check_lock()
         # The partial flush ends with an empty static block (bits 0,1,0 + seven 0s);
         # its second bit is the last 1-bit. Its first bit (h) is where the new first
         # stored block's header goes.
         h = _flush_block_bit(out)
-        if h < k or (out[h >> 3] >> (h & 7)) & 1:
+        if h < len(lead) * 8 or (out[h >> 3] >> (h & 7)) & 1:
             raise GzlogError(errno.EIO, "gzlog: unexpected deflate output (no partial flush)")
         nf = (h + 10) // 8  # new first, relative to start
         nb = nf * 8 - h  # new back, 3..10
