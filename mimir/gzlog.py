@@ -575,9 +575,7 @@ def _raw_deflate(data: bytes, zdict: bytes | None, level: int) -> bytes:
     half = len(data) // 2
     first: list[bytes] = []
     helper = threading.Thread(
-        target=lambda: first.append(
-            _deflate_part(view[:half], zdict, level, zlib.Z_SYNC_FLUSH)
-        ),
+        target=lambda: first.append(_deflate_part(view[:half], zdict, level, zlib.Z_SYNC_FLUSH)),
         name="mimir-gzlog-deflate",
     )
     helper.start()
