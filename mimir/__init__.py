@@ -11,18 +11,20 @@ from mimir.gzlog_handler import GzlogFileHandler
 from mimir.jsonl import JSONLFileHandler
 from mimir.logger import Logger
 from mimir.memory import MemoryHandler
-from mimir.reader import MalformedLogError, load
+from mimir.reader import DamagedLogError, MalformedLogError, PartialReadWarning, load
 from mimir.reader import open_log as open
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DamagedLogError",
     "GzlogFileHandler",
     "JSONFormatter",
     "JSONLFileHandler",
     "Logger",
     "MalformedLogError",
     "MemoryHandler",
+    "PartialReadWarning",
     "SerializationError",
     "__version__",
     "load",

@@ -69,13 +69,14 @@ def test_load_reads_multi_member_gzip_logs(gzip_log):
 
 
 def test_compression_is_recognised_by_content(tmp_path):
-    """A gzip file without a .gz suffix and a plain file named .gz are both read."""
+    """A gzip file without a .gz suffix is read; a file named .gz that is not gzip is an error."""
     disguised = tmp_path / "compressed.jsonl"
     disguised.write_bytes(gzip.compress(jsonl_bytes(ENTRIES)))
     plain = tmp_path / "plain.jsonl.gz"
     plain.write_bytes(jsonl_bytes(ENTRIES))
     assert mimir.load(disguised) == ENTRIES
-    assert mimir.load(plain) == ENTRIES
+    with pytest.raises(mimir.DamagedLogError, match="not a gzip file"):
+        mimir.load(plain)
 
 
 def test_open_iterates_lazily_as_a_context_manager(tmp_path):
@@ -120,19 +121,23 @@ def test_incomplete_last_line_is_left_out(tmp_path):
     assert mimir.load(path) == ENTRIES
 
 
-def test_truncated_gzip_stream_gives_only_complete_entries(tmp_path):
-    """A gzip log cut at any byte gives a prefix of its entries, never a partial one."""
+def test_truncated_gzip_stream_is_an_error_or_on_request_a_prefix(tmp_path):
+    """A gzip log cut at any byte raises DamagedLogError; errors="partial" gives a prefix."""
     entries = [{"i": i, "pad": "p" * (i % 7)} for i in range(40)]
     data = gzip.compress(jsonl_bytes(entries), compresslevel=1)
     path = tmp_path / "cut.jsonl.gz"
     seen_lengths = set()
-    for cut in range(len(data) + 1):
+    for cut in range(len(data)):
         path.write_bytes(data[:cut])
-        loaded = mimir.load(path)
+        with pytest.raises(mimir.DamagedLogError):
+            mimir.load(path)
+        with pytest.warns(mimir.PartialReadWarning):
+            loaded = mimir.load(path, errors="partial")
         assert loaded == entries[: len(loaded)], cut
         seen_lengths.add(len(loaded))
-    assert len(loaded) == len(entries)
-    assert 0 in seen_lengths
+    path.write_bytes(data)
+    assert mimir.load(path) == entries
+    assert 0 in seen_lengths and max(seen_lengths) > 30
 
 
 def test_truncated_gzip_with_incomplete_line_inside_stream(tmp_path):
