@@ -12,11 +12,18 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import mimir
 from mimir import collector_cli, plot_cli
 from mimir.gzlog import HEADER as GZLOG_HEADER
-from mimir.reader import MalformedLogError, _open_binary, iter_lines
+from mimir.reader import (
+    DamagedLogError,
+    MalformedLogError,
+    iter_lines,
+    open_regular_file,
+    parse_line,
+)
 
 __all__ = ["main"]
 
@@ -53,34 +60,54 @@ def demo(output: str, steps: int, delay: float, seed: int, stream: bool = False)
     )
 
 
-def cat(filenames: Sequence[str]) -> int:
-    """Write the complete entries of each log to standard output as JSON lines."""
+def cat(filenames: Sequence[str], partial: bool = False) -> int:
+    """Write the complete entries of each log to standard output as JSON lines.
+
+    A damaged or truncated log's readable lines are printed, then the error goes to
+    standard error and the status is 1 (with ``partial``: a warning, status 0). The
+    other files are still printed.
+    """
     out = sys.stdout.buffer
+    status = 0
     for filename in filenames:
-        for _, line in iter_lines(filename):
-            out.write(line)
+        try:
+            for _, line in iter_lines(filename):
+                out.write(line)
+        except DamagedLogError as error:
+            out.flush()
+            if partial:
+                after = "the rest was left out"
+            else:
+                status = 1
+                after = "--partial exits with status 0"
+            print(
+                f"mimir cat: {'warning' if partial else 'error'}: {error.filename}:"
+                f" {error.reason}; printed the {error.entries_read} entries before it"
+                f" ({after})",
+                file=sys.stderr,
+            )
+        except BrokenPipeError:
+            raise
+        except OSError as error:  # a missing file, a FIFO ...: say so, print the others
+            out.flush()
+            print(f"mimir cat: error: {error}", file=sys.stderr)
+            status = 1
     out.flush()
-    return 0
+    return status
 
 
 _OPS = ("none", "append", "compress", "replace")
 
 
-def _count_lines(filename: str) -> tuple[int, int]:
-    """(complete lines, bytes after the last newline) of a plain or compressed log.
-
-    A gzlog is read from a consistent snapshot (see :mod:`mimir.reader`).
-    """
-    lines = 0
-    last = b"\n"
-    partial = 0
-    with _open_binary(filename) as file:
-        while chunk := file.read(1 << 20):
-            lines += chunk.count(b"\n")
-            cut = chunk.rfind(b"\n")
-            partial = partial + len(chunk) if cut < 0 else len(chunk) - cut - 1
-            last = chunk[-1:]
-    return lines, partial if last != b"\n" else 0
+def _count_entries(filename: str) -> tuple[int, int]:
+    """(entries, bytes of a last line without its newline) of a log; raises if it is damaged."""
+    entries = partial = 0
+    for _, line in iter_lines(filename, torn=True):
+        if line.endswith(b"\n"):
+            entries += 1
+        else:
+            partial = len(line)
+    return entries, partial
 
 
 def _writer_active(klock: str) -> bool:
@@ -134,7 +161,7 @@ def _lock_holder(lock: str) -> str | None:
 def _check_gzlog(filename: str, out) -> int:
     from mimir import gzlog
 
-    with open(filename, "rb") as file:
+    with open_regular_file(filename) as file:
         head = file.read(51)
     pending = _OPS[(head[50] >> 3) & 3] if len(head) == 51 else "none"
     holder = _lock_holder(filename[:-3] + ".lock")
@@ -152,7 +179,11 @@ def _check_gzlog(filename: str, out) -> int:
             file=out,
         )
         return 1
-    lines, partial = _count_lines(filename)
+    try:
+        lines, partial = _count_entries(filename)
+    except DamagedLogError as error:  # changed since it was checked
+        print(f"  DAMAGED: {error}", file=out)
+        return 1
     print(f"  entries: {lines}", file=out)
     print(f"  bytes compressed: {report['compressed_bytes']}", file=out)
     print(f"  bytes stored: {report['stored_bytes']} (uncompressed tail)", file=out)
@@ -172,36 +203,76 @@ def _check_gzlog(filename: str, out) -> int:
     return 0
 
 
+_SHOWN_BAD_LINES = 5
+
+
+def _check_plain(filename: str, out: Any) -> int:
+    """Check a plain JSON-lines log line by line, as :func:`mimir.load` reads it."""
+    entries = partial = 0
+    bad: list[str] = []
+    for lineno, line in iter_lines(filename, torn=True):
+        if not line.endswith(b"\n"):
+            partial = len(line)
+            break
+        try:
+            parse_line(line, filename, lineno)
+        except MalformedLogError as error:
+            bad.append(str(error))
+            continue
+        entries += 1
+    print(f"{filename}: plain JSON lines", file=out)
+    print(f"  entries: {entries}", file=out)
+    for message in bad[:_SHOWN_BAD_LINES]:
+        print(f"  MALFORMED: {message}", file=out)
+    if len(bad) > _SHOWN_BAD_LINES:
+        print(f"  ... and {len(bad) - _SHOWN_BAD_LINES} more malformed lines", file=out)
+    if partial:
+        print(
+            f"  last line: incomplete ({partial} bytes without a newline: being"
+            " written, or cut by a crash; readers leave it out)",
+            file=out,
+        )
+    else:
+        print("  last line: complete", file=out)
+    if bad:
+        print(
+            f"  status: malformed ({len(bad)} {'line is' if len(bad) == 1 else 'lines are'}"
+            " not JSON:"
+            " mimir.load raises on the first; jq -cR 'fromjson? // empty' skips them)",
+            file=out,
+        )
+        return 1
+    print("  status: healthy", file=out)
+    return 0
+
+
+def _check_one(filename: str, out: Any) -> int:
+    with open_regular_file(filename) as file:
+        head = file.read(16)
+    if head == GZLOG_HEADER:
+        return _check_gzlog(filename, out)
+    if head[:2] == b"\x1f\x8b" or filename.endswith(".gz"):
+        print(
+            f"{filename}: not a gzlog file: it does not start with the header of a"
+            " Mímir compressed log (damaged, or a plain gzip file that Mímir cannot"
+            " append to)",
+            file=out,
+        )
+        return 1
+    return _check_plain(filename, out)
+
+
 def check(filenames: Sequence[str]) -> int:
     """Report each log's state; recover an interrupted gzlog operation. 1 if one is damaged."""
     status = 0
     out = sys.stdout
     for filename in filenames:
-        with open(filename, "rb") as file:
-            head = file.read(16)
-        if head == GZLOG_HEADER:
-            status = max(status, _check_gzlog(filename, out))
-        elif head[:2] == b"\x1f\x8b" or filename.endswith(".gz"):
-            print(
-                f"{filename}: not a gzlog file: it does not start with the header of a"
-                " Mímir compressed log (damaged, or a plain gzip file that Mímir cannot"
-                " append to)",
-                file=out,
-            )
+        try:
+            status = max(status, _check_one(filename, out))
+        except (OSError, DamagedLogError) as error:
+            out.flush()
+            print(f"mimir check: error: {error}", file=sys.stderr)
             status = 1
-        else:
-            lines, partial = _count_lines(filename)
-            print(f"{filename}: plain JSON lines", file=out)
-            print(f"  entries: {lines}", file=out)
-            if partial:
-                print(
-                    f"  last line: incomplete ({partial} bytes without a newline: being"
-                    " written, or cut by a crash; readers leave it out)",
-                    file=out,
-                )
-            else:
-                print("  last line: complete", file=out)
-            print("  status: healthy", file=out)
         out.flush()
     return status
 
@@ -240,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
         "cat", help="print logs as JSON lines (plain or compressed), e.g. for jq"
     )
     cat_parser.add_argument("files", nargs="+", metavar="FILE")
+    cat_parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="print the readable part of a damaged or truncated log and exit 0 (with a warning)",
+    )
 
     check_parser = commands.add_parser(
         "check",
@@ -284,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return plot_cli.run(args)
         if args.command == "collect":
             return collector_cli.run(args)
-        return cat(args.files)
+        return cat(args.files, args.partial)
     except BrokenPipeError:  # e.g. `mimir cat log.jsonl | head`
         sys.stderr.close()
         return 0

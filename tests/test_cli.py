@@ -118,15 +118,23 @@ def test_cat_prints_a_gzip_log(tmp_path):
     assert result.stdout == '{"a":1}\n{"b":"é"}\n'
 
 
-def test_cat_of_a_truncated_gzip_log_prints_complete_lines(tmp_path):
-    """A gzip log cut short (still being written) prints its complete lines and succeeds."""
+def test_cat_of_a_truncated_gzip_log_prints_complete_lines_then_fails(tmp_path):
+    """A gzip log cut short prints its complete lines, then the error, and exits 1;
+    ``--partial`` prints the same and exits 0 with a warning."""
     path = tmp_path / "cut.jsonl.gz"
     data = gzip.compress(b"".join(b'{"i":%d}\n' % i for i in range(100)))
     path.write_bytes(data[: len(data) - 20])
     result = run_mimir("cat", str(path))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
+    assert 0 < len(lines) < 100
     assert lines == [f'{{"i":{i}}}' for i in range(len(lines))]
+    assert str(path) in result.stderr and "truncated" in result.stderr
+    assert f"printed the {len(lines)} entries before it" in result.stderr
+    partial = run_mimir("cat", "--partial", str(path))
+    assert partial.returncode == 0, partial.stderr
+    assert partial.stdout == result.stdout
+    assert "mimir cat: warning:" in partial.stderr
 
 
 def test_cat_concatenates_several_files(tmp_path):
