@@ -119,6 +119,17 @@ def _error(message: str, status: int = 2) -> int:
     return status
 
 
+def _refuse_non_regular(path: str) -> None:
+    """Raise OSError at once if ``path`` is a FIFO, device or directory (a missing file is
+    waited for)."""
+    from mimir.reader import open_regular_file
+
+    try:
+        open_regular_file(path).close()
+    except FileNotFoundError:
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out ``mimir plot``; return the exit status."""
     if args.file is not None and (args.connect is not None or args.replay_address is not None):
@@ -153,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
             decimate=args.decimate,
         )
         if args.file is not None:
+            _refuse_non_regular(args.file)
             feed: Any = plot_server.FileFeed(store, os.path.abspath(args.file))
         else:
             from mimir.zmq_handler import import_zmq

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import os
 import signal
 import socket
@@ -28,10 +27,16 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
-from typing import Any
+from typing import IO, Any
 
 from mimir.plot import build_figure, entries_to_rows, import_bokeh
-from mimir.reader import iter_lines
+from mimir.reader import (
+    DamagedLogError,
+    MalformedLogError,
+    iter_lines,
+    open_regular_file,
+    parse_line,
+)
 
 __all__ = [
     "FileFeed",
@@ -289,19 +294,18 @@ class StreamFeed:
 
 
 def _parse(lines: Iterable[tuple[int, bytes]], path: str, warned: set[str]) -> list[Any]:
-    """The entries of ``(line number, line)`` pairs; a line that is not JSON is skipped."""
+    """The entries of ``(line number, line)`` pairs; a line that is not JSON is skipped.
+
+    Deep nesting is such a line too: the other entries are kept.
+    """
     entries = []
-    loads = json.loads
     for lineno, line in lines:
         try:
-            entries.append(loads(line))
-        except ValueError:
+            entries.append(parse_line(line, path, lineno))
+        except MalformedLogError as error:
             if path not in warned:
                 warned.add(path)
-                warnings.warn(
-                    f"{path}, line {lineno}: not a JSON entry, skipped ({line[:60]!r})",
-                    stacklevel=2,
-                )
+                warnings.warn(f"{error}; skipped", stacklevel=2)
     return entries
 
 
@@ -313,7 +317,9 @@ class FileFeed:
     is read again whole (a consistent snapshot, see :mod:`mimir.reader`) when it
     changes, and the entries already plotted are skipped; reads are spaced at
     least twice as far apart as one read takes. A file that shrinks or is
-    replaced (a new run) starts the plot over.
+    replaced (a new run) starts the plot over. A damaged or truncated compressed
+    log shows its readable entries and says in the status what is wrong (a
+    report of it fails); a FIFO or device is refused at once.
     """
 
     def __init__(self, store: PointStore, path: str, poll: float = 0.2) -> None:
@@ -334,32 +340,44 @@ class FileFeed:
         self._thread.start()
 
     def read_new(self) -> int:
-        """Read what was added since the last call; return how many entries were added."""
+        """Read what was added since the last call; return how many entries were added.
+
+        A damaged or truncated compressed log raises :class:`~mimir.DamagedLogError`
+        after its readable entries were added; the status says so. A FIFO or
+        device raises :class:`OSError` at once.
+        """
         try:
-            stat = os.stat(self.path)
+            file = open_regular_file(self.path)
         except FileNotFoundError:
             self.store.status = f"waiting for {self.path}"
             return 0
-        identity = (stat.st_dev, stat.st_ino)
-        signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        if signature == self._signature:
-            return 0
-        if identity != self._identity or stat.st_size < self._offset:
-            if self._identity is not None:  # a new run in its place: start the plot over
-                self.store.clear()
-            self._lines = self._offset = 0
-            self._identity = identity
-        with open(self.path, "rb") as file:
-            compressed = file.read(2) == b"\x1f\x8b"
-        lines = self._compressed_lines() if compressed else self._plain_lines()
-        added = 0
-        chunk: list[tuple[int, bytes]] = []
-        for item in lines:  # in chunks: a big log never is in memory as entries all at once
-            chunk.append(item)
-            if len(chunk) >= _CHUNK_LINES:
-                added += self._add(chunk)
-                chunk = []
-        added += self._add(chunk)
+        with file:
+            stat = os.fstat(file.fileno())
+            identity = (stat.st_dev, stat.st_ino)
+            signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            if signature == self._signature:
+                return 0
+            if identity != self._identity or stat.st_size < self._offset:
+                if self._identity is not None:  # a new run in its place: start the plot over
+                    self.store.clear()
+                self._lines = self._offset = 0
+                self._identity = identity
+            compressed = file.read(2) == b"\x1f\x8b" or self.path.endswith(".gz")
+            lines = self._compressed_lines() if compressed else self._plain_lines(file)
+            added = 0
+            chunk: list[tuple[int, bytes]] = []
+            try:
+                for item in lines:  # in chunks: a big log never is in memory as entries at once
+                    chunk.append(item)
+                    if len(chunk) >= _CHUNK_LINES:
+                        added += self._add(chunk)
+                        chunk = []
+            except DamagedLogError as error:
+                added += self._add(chunk)  # the readable entries before the damage
+                self._signature = signature  # read again when the file changes
+                self.store.status = f"showing {self.store.entries:,} entries; {error}"
+                raise
+            added += self._add(chunk)
         self._signature = signature
         self.store.status = f"{self.store.entries:,} entries from {self.path}"
         return added
@@ -376,26 +394,25 @@ class FileFeed:
             if lineno > skip:
                 yield lineno, line
 
-    def _plain_lines(self) -> Iterator[tuple[int, bytes]]:
-        with open(self.path, "rb") as file:
+    def _plain_lines(self, file: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+        file.seek(self._offset)
+        while True:
+            data = file.read(_CHUNK_BYTES)
+            end = data.rfind(b"\n") + 1
+            while not end:  # a line longer than a chunk, or one still being written
+                more = file.read(_CHUNK_BYTES)
+                if not more:
+                    return
+                cut = more.rfind(b"\n")
+                if cut >= 0:
+                    end = len(data) + cut + 1
+                data += more
+            for line in data[:end].splitlines():
+                self._lines += 1
+                if line.strip():
+                    yield self._lines, line
+            self._offset += end
             file.seek(self._offset)
-            while True:
-                data = file.read(_CHUNK_BYTES)
-                end = data.rfind(b"\n") + 1
-                while not end:  # a line longer than a chunk, or one still being written
-                    more = file.read(_CHUNK_BYTES)
-                    if not more:
-                        return
-                    cut = more.rfind(b"\n")
-                    if cut >= 0:
-                        end = len(data) + cut + 1
-                    data += more
-                for line in data[:end].splitlines():
-                    self._lines += 1
-                    if line.strip():
-                        yield self._lines, line
-                self._offset += end
-                file.seek(self._offset)
 
     def _run(self) -> None:
         wait = self.poll
@@ -403,7 +420,9 @@ class FileFeed:
             started = time.monotonic()
             try:
                 self.read_new()
-            except Exception as error:  # e.g. a damaged file: say so, try again later
+            except DamagedLogError:
+                pass  # the status says what could not be read; read again when it changes
+            except Exception as error:  # e.g. a FIFO: say so, try again later
                 self.store.status = f"cannot read {self.path}: {error}"
             took = time.monotonic() - started
             wait = max(self.poll, 2 * took)
