@@ -169,12 +169,15 @@ death of the process at that point (``P.lock`` is left behind).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import math
 import os
 import socket
 import stat
 import struct
+import sys
 import threading
 import time
 import warnings
@@ -598,6 +601,16 @@ def _flush_block_bit(out: bytes) -> int:
     return top * 8 + out[top].bit_length() - 2 if top >= 0 else -1
 
 
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` for warnings.warn called here that names our first outside caller."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename in (__file__, contextlib.__file__):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 class _LockWait:
     """Progress of one wait for the lock: start, deadline, whether it warned, next sleep."""
 
@@ -906,8 +919,9 @@ class Gzlog:
             self._crashed = True
             raise
 
-    def _warn(self, msg: str) -> None:
-        warnings.warn(msg, GzlogWarning, stacklevel=4)
+    def _warn(self, msg: str | GzlogWarning) -> None:
+        """Issue a GzlogWarning attributed to the first caller outside this module."""
+        warnings.warn(msg, GzlogWarning, stacklevel=_outside_stacklevel())
 
     # --- locking ---
 
@@ -996,11 +1010,9 @@ class Gzlog:
         if not wait.warned and waited >= self._lock_warning_after:
             wait.warned = True
             who, since, when, _ = self._lock_holder(kfd, waited)
-            warnings.warn(
-                f"gzlog: waiting {waited:.0f} s so far for the lock of {self._path}: it is "
-                f"held by {who} ({since}); {when}",
-                GzlogWarning,
-                stacklevel=5,
+            self._warn(
+                f"gzlog: waiting {waited:.1f} s so far for the lock of {self._path}: it is "
+                f"held by {who} ({since}); {when}"
             )
         delay = wait.delay
         if wait.deadline is not None:
@@ -1023,9 +1035,9 @@ class Gzlog:
             else:
                 who = f"another Mímir process on this host holding {self._klock}"
             if age is not None and len(words) == 2 and words == [_HOST, str(pid)]:
-                since = f"{self._lock} last touched {age:.0f} s ago"
+                since = f"{self._lock} last touched {int(age)} s ago"
             else:
-                since = f"held for at least {waited:.0f} s"
+                since = f"held for at least {waited:.1f} s"
             when = (
                 "a kernel lock never goes stale while its process lives: the wait ends when "
                 "that process finishes its operation or exits"
@@ -1036,18 +1048,18 @@ class Gzlog:
             )
             return who, since, when, advice
         if content is None:
-            who = f"{self._lock} (not a readable regular file)"
+            who = "a lock file that is not a readable regular file"
         elif not content.strip():
-            who = f"an empty lock file, as zlib's gzlog leaves ({self._lock})"
+            who = "an empty lock file, as zlib's gzlog leaves"
         elif len(words) == 2:
-            who = f"host {words[0]} pid {words[1]} ({self._lock})"
+            who = f"host {words[0]} pid {words[1]}"
         else:
-            who = f"a lock file of unknown owner ({self._lock}: {content[:40]!r})"
+            who = f"a lock file of unknown owner ({content[:40]!r})"
         age = 0.0 if age is None else age
-        left = max(0.0, self._stale_after - age)
-        since = f"last touched {age:.0f} s ago"
+        left = math.ceil(max(0.0, self._stale_after - age))
+        since = f"{self._lock}, last touched {int(age)} s ago"
         when = (
-            f"taken over in {left:.0f} s if its owner does not touch it "
+            f"taken over in {left} s if its owner does not touch it "
             f"(a lock untouched for {self._stale_after:g} s is stale)"
         )
         advice = (
@@ -1413,9 +1425,8 @@ class Gzlog:
         self._known = None
         msg = f"gzlog: {self._path} failed validation ({reason}); it was moved to {dest}"
         if self._on_corrupt == "new":
-            warnings.warn(
-                GzlogWarning(msg + "; a new, empty log was started", reason=reason, moved_to=dest),
-                stacklevel=4,
+            self._warn(
+                GzlogWarning(msg + "; a new, empty log was started", reason=reason, moved_to=dest)
             )
             self._load(deep=False, create=True, recover=True)
             return

@@ -7,8 +7,10 @@ import gzip
 import json
 import os
 import random
+import re
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -982,6 +984,100 @@ def test_leftover_same_host_lock_of_live_pid_taken_over(tmp_path):
     expect_consistent(p, b"z\n")
 
 
+def lock_wait(p: Path, timeout: float) -> tuple[list[str], GzlogError]:
+    """Open p while its lock is held: the GzlogWarnings issued and the timeout error."""
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        with pytest.raises(GzlogError) as info:
+            Gzlog(p, lock_timeout=timeout, lock_warning_after=0.1)
+    return [str(x.message) for x in w if issubclass(x.category, GzlogWarning)], info.value
+
+
+def test_lock_wait_on_empty_lock_file_speaks(tmp_path):
+    """Waiting on an empty P.lock (zlib's gzlog holds one from open to close) gives one
+    warning naming it, its age and when it is taken over, then a clear timeout error."""
+    p = tmp_path / NAME
+    Gzlog(p)
+    lock = aux(p, ".lock")
+    lock.write_bytes(b"")
+    then = time.time() - 13
+    os.utime(lock, (then, then))
+    msgs, err = lock_wait(p, 0.6)
+    assert len(msgs) == 1
+    assert "an empty lock file, as zlib's gzlog leaves" in msgs[0]
+    assert re.search(r"last touched 1[34] s ago", msgs[0])
+    assert re.search(r"taken over in 28[67] s if its owner does not touch it", msgs[0])
+    assert err.errno == errno.ETIMEDOUT
+    assert "timed out after 0.6 s" in str(err) and "an empty lock file" in str(err)
+    assert f"delete {lock}" in str(err)
+    assert lock.exists() and lock.read_bytes() == b""  # respected, not taken over
+
+
+def test_lock_wait_on_another_hosts_lock_names_it(tmp_path):
+    """A lock of another host is named by host and pid in the warning and the error."""
+    p = tmp_path / NAME
+    Gzlog(p)
+    aux(p, ".lock").write_text("elsewhere.example 4242\n")
+    msgs, err = lock_wait(p, 0.4)
+    assert len(msgs) == 1 and "host elsewhere.example pid 4242" in msgs[0]
+    assert re.search(r"last touched 0 s ago\); taken over in 300 s", msgs[0])
+    assert "host elsewhere.example pid 4242" in str(err)
+
+
+HOLD_KERNEL_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_lock_wait_on_kernel_lock_of_live_process_speaks(tmp_path):
+    """Another process holding P.lock.k is named by pid; the lock never goes stale; the
+    wait times out with advice, and succeeds once that process lets go."""
+    p = tmp_path / NAME
+    Gzlog(p)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_KERNEL_LOCK, str(aux(p, ".lock.k"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        msgs, err = lock_wait(p, 0.5)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+    assert len(msgs) == 1
+    assert f"host {socket.gethostname()} pid {child.pid}" in msgs[0]
+    assert str(aux(p, ".lock.k")) in msgs[0]
+    assert "never goes stale" in msgs[0]
+    assert err.errno == errno.ETIMEDOUT and f"pid {child.pid}" in str(err)
+    assert "Let that process finish" in str(err)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GzlogWarning)
+        Gzlog(p, lock_timeout=10).append(b"after\n")  # released: no wait, no warning
+    expect_consistent(p, b"after\n")
+
+
+def test_short_lock_wait_is_silent(tmp_path):
+    """A wait that ends before lock_warning_after issues no warning."""
+    p = tmp_path / NAME
+    Gzlog(p)
+    aux(p, ".lock").write_bytes(b"")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        with pytest.raises(GzlogError, match="timed out"):
+            Gzlog(p, lock_timeout=0.2)  # lock_warning_after defaults to 2 s
+        with pytest.raises(GzlogError, match="timed out"):
+            check(p, lock_timeout=0.2)
+    assert not [x for x in w if issubclass(x.category, GzlogWarning)]
+    with pytest.raises(ValueError, match="lock_warning_after"):
+        Gzlog(p, lock_warning_after=-1)
+
+
 def test_four_processes_append_to_one_log(tmp_path):
     """Four processes appending at once: every entry present exactly once, in order per writer."""
     p = tmp_path / NAME
@@ -1155,3 +1251,102 @@ def test_raw_deflate_in_two_halves_is_one_valid_stream() -> None:
                 whole = zlib.compressobj(level, zlib.DEFLATED, -15, **primed)
                 one = whole.compress(data) + whole.flush(zlib.Z_PARTIAL_FLUSH)
                 assert len(out) <= len(one) * 1.01 + 16, (size, level)
+
+
+# --- non-regular files, files moved aside -------------------------------------------------------
+
+
+def _refused(p: Path, kind: str) -> None:
+    """Gzlog, Gzlog.state, check and recover all refuse p at once, naming what it is."""
+    t0 = time.monotonic()
+    for call in (
+        lambda: Gzlog(p, lock_timeout=5),
+        lambda: Gzlog(p, verify="quick", lock_timeout=5),
+        lambda: check(p, lock_timeout=5),
+        lambda: recover(p, lock_timeout=5),
+    ):
+        with pytest.raises(GzlogError, match=f"is {kind}, not a regular file"):
+            call()
+    assert time.monotonic() - t0 < 5
+
+
+def test_fifo_at_the_log_path_is_refused_at_once(tmp_path):
+    """A FIFO named like the log is refused immediately (no hang) and left in place."""
+    p = tmp_path / NAME
+    os.mkfifo(p)
+    _refused(p, r"a FIFO \(named pipe\)")
+    assert stat.S_ISFIFO(os.lstat(p).st_mode)
+
+
+def test_directory_socket_and_device_at_the_log_path_are_refused(tmp_path):
+    """A directory, a socket, and a symlink to a character device are refused, untouched."""
+    d = tmp_path / "dir" / NAME
+    d.mkdir(parents=True)
+    _refused(d, "a directory")
+    assert d.is_dir() and not list(d.iterdir())
+    s = tmp_path / "sock" / NAME
+    s.parent.mkdir()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(s))
+        _refused(s, "a socket")
+    dev = tmp_path / "dev" / NAME
+    dev.parent.mkdir()
+    dev.symlink_to("/dev/null")
+    _refused(dev, "a character device")
+    assert dev.is_symlink()
+
+
+def test_symlinked_log_is_followed(tmp_path):
+    """A log symlinked on purpose is appended to through the link (its target is a file)."""
+    target = tmp_path / "store" / NAME
+    target.parent.mkdir()
+    Gzlog(target).append(b"one\n")
+    p = tmp_path / NAME
+    p.symlink_to(target)
+    Gzlog(p).append(b"two\n")
+    assert p.is_symlink()
+    expect_consistent(target, b"one\ntwo\n")
+
+
+@pytest.mark.parametrize("links", ["hard links", "no hard links"])
+def test_move_aside_never_follows_a_planted_symlink(tmp_path, monkeypatch, links):
+    """A symlink planted under the name a damaged log would be moved to is neither followed
+    nor replaced: the log goes to the next free name, the symlink's target is untouched."""
+    p, _ = _content_log(tmp_path)
+    damaged = bytearray(p.read_bytes())
+    damaged[-3] ^= 0xFF
+    p.write_bytes(damaged)
+    victim = tmp_path / "outside.txt"
+    victim.write_bytes(b"precious")
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20240101T000000")
+    planted = Path(f"{p}.corrupt-20240101T000000")
+    planted.symlink_to(victim)
+    if links == "no hard links":  # as on a file system without them
+
+        def no_link(*args, **kwargs):
+            raise OSError(errno.EPERM, "hard links not supported")
+
+        monkeypatch.setattr(os, "link", no_link)
+    with pytest.raises(GzlogCorruptError) as info:
+        Gzlog(p)
+    assert info.value.moved_to == f"{planted}-1"
+    assert Path(info.value.moved_to).read_bytes() == damaged
+    assert not Path(info.value.moved_to).is_symlink()
+    assert planted.is_symlink() and os.readlink(planted) == str(victim)
+    assert victim.read_bytes() == b"precious"
+    assert not p.exists()
+
+
+def test_on_corrupt_new_warning_carries_moved_to(tmp_path):
+    """The on_corrupt='new' warning carries moved_to (the damaged file) and the reason."""
+    p, _ = _content_log(tmp_path)
+    damaged = bytearray(p.read_bytes())
+    damaged[-3] ^= 0xFF
+    p.write_bytes(damaged)
+    with pytest.warns(GzlogWarning, match="moved to") as record:
+        Gzlog(p, on_corrupt="new")
+    (w,) = [x for x in record if issubclass(x.category, GzlogWarning)]
+    assert w.filename == __file__  # attributed to the caller, not to the engine
+    assert Path(w.message.moved_to).read_bytes() == damaged
+    assert "CRC" in w.message.reason or "trailer" in w.message.reason
+    assert content(p) == b""
