@@ -222,11 +222,11 @@ MAX_APPEND = 1 << 20
 MAX_TAIL = TRIGGER << 10
 _M32 = 0xFFFFFFFF
 _WRITE_CHUNK = 1 << 18
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 17  # compressed bytes read per step of an inflate
 #: Most compressed bytes inflated to catch up with other processes' compressions
 #: (beyond, one compression runs without a dictionary).
 _CATCH_UP_MAX = 16 << 20
-_MAX_OUT = 1 << 22
+_MAX_OUT = 1 << 19  # inflate output per call: large fresh buffers cost page faults
 
 NO_OP, APPEND_OP, COMPRESS_OP, REPLACE_OP = 0, 1, 2, 3
 _OP_NAMES = ("none", "append", "compress", "replace")
