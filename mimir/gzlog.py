@@ -11,6 +11,14 @@ reaches 1 MiB it is compressed in place, with the last 32 KiB of earlier data
 as preset dictionary. Every step can be interrupted; the next opener finishes
 or rolls back the interrupted operation.
 
+Python's :mod:`zlib` has no ``deflatePrime``, and deflate pads the stored
+blocks it emits for incompressible data to byte boundaries counted from the
+start of its output. So a compression whose data would begin off a byte
+boundary first writes an empty, non-final stored block where the old first
+stored block's header began (the earlier bits of that byte are kept); the
+compressed data then begins on the byte boundary after it. It inflates to
+nothing, and the C program never reads the compressed part.
+
 Files, for ``Gzlog("run.jsonl.gz")`` (base ``P = run.jsonl``):
 
 =================  ==========================================================

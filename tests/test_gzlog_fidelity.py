@@ -92,6 +92,9 @@ def test_g15_copy_of_another_run_with_its_dict_left(tmp_path, verify):
     stale = aux(mine, ".dict").read_bytes()
     shutil.copyfile(other, mine)
     assert aux(mine, ".dict").read_bytes() == stale != aux(other, ".dict").read_bytes()
+    Gzlog(mine, verify=verify)
+    if verify == "full":  # the full verification rewrites P.dict from the data
+        assert aux(mine, ".dict").read_bytes() == other_data[:-5_000][-DICT:]
     added = log_lines(mine, 3, verify=verify)
     expect_exact(mine, other_data + added)
 
