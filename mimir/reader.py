@@ -88,8 +88,8 @@ class DamagedLogError(MalformedLogError):
         if entries_read:
             them = "it" if entries_read == 1 else "them"
             read = (
-                f"{_entries(entries_read)} (up to line {lineno - 1:,}) could be read before"
-                f" it; errors='partial' (mimir cat --partial) gives {them}"
+                f"{_entries(entries_read)} (up to line {lineno - 1:,}) come before it:"
+                f" errors='partial' returns {them}"
             )
         else:
             read = "no entry could be read before it"
@@ -206,6 +206,7 @@ class _Scan:
     verified: int = 0  # of those, bytes a checksum vouches for
     failure: _Damage | None = None
     kept: list[bytes] | None = field(default_factory=list)  # the data, while small enough
+    kept_size: int = 0
 
     @property
     def readable(self) -> int:
@@ -219,19 +220,21 @@ def _zlib_message(error: zlib.error) -> str:
     return str(error).split(": ", 1)[-1]
 
 
-def _error_position(backup: Any, data: bytes) -> int:
-    """Index of the byte of ``data`` at which zlib reports the error (``backup``: state before)."""
+def _error_position(backup: Any, data: bytes, member: _Member) -> int:
+    """Index of the byte of ``data`` at which zlib reports the error (``backup``: the state
+    before it); the data decompressed before that byte goes to ``member``."""
     position = 0
     step = 4096
     while position < len(data):
         trial = backup.copy()
         try:
-            trial.decompress(data[position : position + step])
+            out = trial.decompress(data[position : position + step])
         except zlib.error:
             if step == 1:
                 return position
             step = 1
             continue
+        member.take(out)
         backup = trial
         position += step
     return max(len(data) - 1, 0)
@@ -301,6 +304,37 @@ def _only_zeros(first: bytes, file: IO[bytes]) -> bool:
     return True
 
 
+class _Member:
+    """The data of one gzip member as it is decompressed: its length, and the checkpoints
+    it passed."""
+
+    def __init__(self, scan: _Scan, checkpoints: Sequence[tuple[int, int]]) -> None:
+        self.scan = scan
+        self.checks = [(length, crc) for length, crc in checkpoints if length > 0]
+        self.crc = 0
+        self.length = 0  # bytes of data so far
+        self.verified = 0  # of those, vouched for by a checkpoint
+
+    def take(self, out: bytes) -> None:
+        if not out:
+            return
+        if self.checks:
+            for length, expected in self.checks:
+                if self.length < length <= self.length + len(out) and (
+                    zlib.crc32(out[: length - self.length], self.crc) == expected
+                ):
+                    self.verified = max(self.verified, length)
+            self.crc = zlib.crc32(out, self.crc)
+        self.length += len(out)
+        scan = self.scan
+        if scan.kept is not None:
+            scan.kept_size += len(out)
+            if scan.kept_size > _KEEP:
+                scan.kept = None
+            else:
+                scan.kept.append(out)
+
+
 def _scan_gzip(
     file: IO[bytes], checkpoints: Sequence[tuple[int, int]] = (), guess_cut: bool = True
 ) -> _Scan:
@@ -314,7 +348,6 @@ def _scan_gzip(
     :func:`_ran_out`); a gzlog is told by its header instead.
     """
     scan = _Scan()
-    kept_size = 0
     read = file.read
     start = 0  # file offset of the member being read
     pending = read(_READ)
@@ -350,11 +383,8 @@ def _scan_gzip(
                 )
             return scan
         decompressor = zlib.decompressobj(31)
-        checks = [(n, c) for n, c in checkpoints if n > 0] if not members else []
-        crc = 0
+        member = _Member(scan, () if members else checkpoints)
         fed = 0  # bytes of this member consumed
-        out_len = 0  # bytes of data this member gave
-        member_verified = 0  # of those, vouched for by a checkpoint
         data, pending = pending, b""
         tail = data[-8:]  # the last bytes read: the trailer, if the member is complete
         need_input = False
@@ -362,10 +392,10 @@ def _scan_gzip(
             if not data and need_input:
                 data = read(_READ)
                 if not data:
-                    scan.produced = scan.verified + out_len
-                    scan.verified += member_verified
+                    scan.produced = scan.verified + member.length
+                    scan.verified += member.verified
                     scan.failure = _ran_out(
-                        start + fed, fed, tail, guess_cut, member_verified, members
+                        start + fed, fed, tail, guess_cut, member.verified, members
                     )
                     return scan
                 tail = (tail + data)[-8:]
@@ -373,30 +403,16 @@ def _scan_gzip(
             try:
                 out = decompressor.decompress(data, _OUT)
             except zlib.error as error:
-                at = start + fed + _error_position(backup, data)
-                scan.produced = scan.verified + out_len
-                scan.verified += member_verified
-                note = _verified_note(member_verified, members)
+                at = start + fed + _error_position(backup, data, member)
+                scan.produced = scan.verified + member.length
+                scan.verified += member.verified
+                note = _verified_note(member.verified, members)
                 scan.failure = _Damage(_damage_reason(error, at, note), at, truncated=False)
                 return scan
             fed += len(data) - len(decompressor.unconsumed_tail) - len(decompressor.unused_data)
-            if out:
-                for length, expected in checks:
-                    if out_len < length <= out_len + len(out) and (
-                        zlib.crc32(out[: length - out_len], crc) == expected
-                    ):
-                        member_verified = max(member_verified, length)
-                if checks:
-                    crc = zlib.crc32(out, crc)
-                out_len += len(out)
-                if scan.kept is not None:
-                    kept_size += len(out)
-                    if kept_size > _KEEP:
-                        scan.kept = None
-                    else:
-                        scan.kept.append(out)
+            member.take(out)
             if decompressor.eof:
-                scan.verified += out_len
+                scan.verified += member.length
                 scan.produced = scan.verified
                 start += fed
                 pending = decompressor.unused_data
@@ -572,6 +588,8 @@ class _Opened:
                 yield chunk
             return
         scan = self.scan if self.scan is not None else _scan_gzip(self.file)
+        if scan.failure is not None and scan.failure.truncated and scan.readable > scan.verified:
+            _distrust_garbage(scan)
         left = scan.readable
         if scan.kept is not None:
             for piece in scan.kept:
@@ -587,6 +605,38 @@ class _Opened:
     def close(self) -> None:
         self.file.close()
         self.scan = None
+
+
+def _distrust_garbage(scan: _Scan) -> None:
+    """Shorten the unchecked prefix of a cut gzip file to its JSON lines.
+
+    No checksum vouches for the data before a cut. A cut file's data is genuine,
+    but garbage that happens to start like gzip data is not: the unchecked lines
+    are given out only as far as each is a JSON object or array, as log lines are.
+    Too much data to keep in memory is not looked at.
+    """
+    if scan.kept is None or scan.failure is None:
+        return
+    data = b"".join(scan.kept)[: scan.produced]
+    scan.kept = [data]
+    position = data.rfind(b"\n", 0, scan.verified) + 1  # the first line not checked
+    end = data.rfind(b"\n") + 1
+    for line in data[position:end].split(b"\n")[:-1]:
+        stripped = line.strip()
+        if stripped:
+            try:
+                json.loads(stripped)
+                good = stripped[:1] in (b"{", b"[")
+            except (ValueError, RecursionError):
+                good = False
+            if not good:
+                scan.produced = position
+                scan.failure.reason += (
+                    f"; byte {position:,} of the data before the cut does not start a JSON"
+                    " line, so nothing from there on can be trusted"
+                )
+                return
+        position += len(line) + 1
 
 
 def _warn(warning: Warning) -> None:
@@ -708,7 +758,8 @@ class LogReader:
         self.errors = errors
         self.json_kwargs = json_kwargs
         self._lines: Iterator[tuple[int, bytes]] | None = None
-        self._lines = _lines(_Opened(self.filename), errors, False)
+        self._opened = _Opened(self.filename)
+        self._lines = _lines(self._opened, errors, False)
 
     def __iter__(self) -> Iterator[Any]:
         lines = self._lines
@@ -727,6 +778,7 @@ class LogReader:
         lines, self._lines = getattr(self, "_lines", None), None
         if lines is not None:
             lines.close()  # type: ignore[attr-defined]
+            self._opened.close()  # if it was never iterated
 
     def __del__(self) -> None:
         self.close()
