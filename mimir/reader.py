@@ -21,6 +21,7 @@ import errno
 import io
 import json
 import os
+import socket
 import stat
 import struct
 import sys
@@ -491,13 +492,35 @@ def _read_gzlog_snapshot(filename: str) -> tuple[bytes, bool]:
                     time.sleep(0.002)
                 except OSError:
                     break
-        quiet = locked and not os.path.lexists(base + ".lock")
+        quiet = locked and not _foreign_lock(base + ".lock")
         with open_regular_file(filename) as file:
             data = file.read()
-        return data, quiet and not os.path.lexists(base + ".lock")
+        return data, quiet and not _foreign_lock(base + ".lock")
     finally:
         if lock_fd >= 0:
             os.close(lock_fd)  # also drops the flock
+
+
+def _foreign_lock(lock: str) -> bool:
+    """Whether the gzlog lock file ``lock`` exists and may belong to a writer at work.
+
+    Called while holding the shared kernel lock, which no Mímir writer at work
+    leaves free: a ``P.lock`` naming this host is then a dead Mímir writer's.
+    Any other (zlib's gzlog.c writes an empty one) may be a live writer's.
+    """
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        words = os.read(fd, 256).split()
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return not (len(words) == 2 and words[0] == socket.gethostname().encode())
 
 
 def _scan_gzlog(data: bytes) -> _Scan:
@@ -532,9 +555,10 @@ def _scan_gzlog(data: bytes) -> _Scan:
         )
     operation = _GZLOG_OPS[(flags >> 3) & 3]
     if operation != "none":
-        failure.reason += (
-            f"; a writer was interrupted during an {operation}: `mimir check` finishes it"
-            " (so does the next writer)"
+        article = "an" if operation == "append" else "a"
+        failure.reason = (
+            f"a writer was interrupted during {article} {operation} ({failure.reason});"
+            " `mimir check` on the file finishes the operation (so does the next writer)"
         )
     return scan
 

@@ -604,3 +604,52 @@ def test_real_mimir_check_names_the_bad_line(tmp_path: Path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "line 2: not a JSON entry (nested too deeply" in result.stdout
     assert "healthy" not in result.stdout
+
+
+def test_interrupted_gzlog_operation_points_to_mimir_check(tmp_path: Path):
+    """A gzlog whose writer died inside a compression: strict names the operation and
+    ``mimir check``; partial gives every entry, which the header's checksum vouches for."""
+
+    class Crash(Exception):
+        """The writer dies here."""
+
+    def die(point: str, count: int) -> None:
+        if point == "compress.chunk":
+            raise Crash(point)
+
+    path = tmp_path / "run.jsonl.gz"
+    lines = [json.dumps({"seq": i, "pad": "p" * 200}).encode() + b"\n" for i in range(500)]
+    log = Gzlog(path, hooks=die)
+    log.append(b"".join(lines))
+    with pytest.raises(Crash):
+        log.compress()
+    with pytest.raises(DamagedLogError, match="interrupted during a compress") as info:
+        mimir.load(path)
+    assert "`mimir check`" in str(info.value) and info.value.entries_read == 500
+    with pytest.warns(PartialReadWarning):
+        assert [_line(e) for e in mimir.load(path, errors="partial")] == lines
+
+
+def test_a_big_gzip_file_is_checked_before_and_read_after(tmp_path: Path):
+    """Data too big to keep while checking (over 64 MiB) is decompressed twice: the whole
+    file reads back, a cut one gives a prefix then raises, a bad CRC gives no line."""
+    line = b'{"pad": "' + b"x" * 990 + b'"}\n'
+    count = 70_000  # 70 MB of data, a few hundred kB compressed
+    data = gzip.compress(line * count, compresslevel=1)
+    path = tmp_path / "big.jsonl.gz"
+    path.write_bytes(data)
+    assert sum(1 for _ in iter_lines(path)) == count
+    path.write_bytes(data[: len(data) // 2])
+    seen = 0
+    with pytest.raises(DamagedLogError, match="truncated") as info:
+        for _, got in iter_lines(path):
+            assert got == line
+            seen += 1
+    assert 0 < seen == info.value.entries_read < count
+    with pytest.warns(PartialReadWarning, match=f"read {seen:,} entries"):
+        assert sum(1 for _ in iter_lines(path, errors="partial")) == seen
+    damaged = bytearray(data)
+    damaged[-8] ^= 0x10
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(DamagedLogError, match="CRC-32"):
+        next(iter_lines(path))
