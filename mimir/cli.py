@@ -82,7 +82,8 @@ def cat(filenames: Sequence[str], partial: bool = False) -> int:
                 after = "--partial exits with status 0"
             print(
                 f"mimir cat: {'warning' if partial else 'error'}: {error.filename}:"
-                f" {error.reason}; printed the {error.entries_read} entries before it"
+                f" {error.reason}; printed {error.entries_read}"
+                f" {'entry' if error.entries_read == 1 else 'entries'} before it"
                 f" ({after})",
                 file=sys.stderr,
             )
@@ -237,8 +238,7 @@ def _check_plain(filename: str, out: Any) -> int:
     if bad:
         print(
             f"  status: malformed ({len(bad)} {'line is' if len(bad) == 1 else 'lines are'}"
-            " not JSON:"
-            " mimir.load raises on the first; jq -cR 'fromjson? // empty' skips them)",
+            " not JSON: mimir.load raises on the first; jq -cR 'fromjson? // empty' skips them)",
             file=out,
         )
         return 1

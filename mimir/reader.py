@@ -4,13 +4,14 @@ Readers tell a log that is being written from one that is damaged or truncated,
 and never give out a line that is not in the log:
 
 * a plain ``.jsonl`` may end in a torn line (a write in progress): it is left out;
-* a gzip file (a gzlog, or any other) is complete at every moment. Its data is
-  checked (the CRC-32 and length of every member) before any line of it is given
-  out. A stream that ends early, bad data, a checksum that does not match, bytes
-  after the end or a damaged header raise :class:`DamagedLogError` after the
-  readable prefix: what a cut file holds up to the cut, and of a damaged file only
-  the data a checksum covers. ``errors="partial"`` returns that prefix with a
-  :class:`PartialReadWarning` instead;
+* a gzip file (a gzlog, which is one at every moment, or any other) must be
+  complete. Its data is checked (the CRC-32 and length of every member) before
+  any line of it is given out. A stream that ends early, bad data, a checksum
+  that does not match, bytes after the end or a damaged header raise
+  :class:`DamagedLogError` after the readable prefix: what a cut file holds up
+  to the cut, and of a damaged file only the data a checksum covers.
+  ``errors="partial"`` returns that prefix with a :class:`PartialReadWarning`
+  instead;
 * anything but a regular file (FIFO, device, socket, directory) is refused at
   once, without blocking.
 """
@@ -87,9 +88,9 @@ class DamagedLogError(MalformedLogError):
         entries_read: int = 0,
     ) -> None:
         if entries_read:
-            them = "it" if entries_read == 1 else "them"
+            comes, them = ("comes", "it") if entries_read == 1 else ("come", "them")
             read = (
-                f"{_entries(entries_read)} (up to line {lineno - 1:,}) come before it:"
+                f"{_entries(entries_read)} (up to line {lineno - 1:,}) {comes} before it:"
                 f" errors='partial' returns {them}"
             )
         else:

@@ -217,7 +217,7 @@ def test_cat_at_every_offset(
             assert status == 0 and len(printed) == data[:cut].count(b"\n"), cut
         else:
             assert status == 1, cut
-            assert str(path).encode() in err and b"entries before it" in err, err
+            assert str(path).encode() in err and f"printed {len(printed)} ".encode() in err, err
     assert longest >= HALF
 
 
@@ -254,7 +254,7 @@ def test_real_mimir_cat_on_a_truncated_gzlog(tmp_path: Path, logs: dict[str, byt
     printed = result.stdout.splitlines(keepends=True)
     assert result.returncode == 1
     assert printed and _is_prefix(printed)
-    assert f"printed the {len(printed)} entries before it".encode() in result.stderr
+    assert f"printed {len(printed)} entries before it".encode() in result.stderr
     assert b"truncated" in result.stderr and b"Traceback" not in result.stderr
     partial = subprocess.run(
         [sys.executable, "-m", "mimir", "cat", "--partial", str(path)],
