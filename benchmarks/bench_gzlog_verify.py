@@ -11,7 +11,11 @@ Then, in R interleaved rounds (default 3, best of each kept), on the same file:
 * Gzlog.verify(): inflate the compressed part, check it against ccrc/clen, check the
   stored tail and P.dict (what a writer does once before its first append),
 * Gzlog(path, verify="quick"): the constructor the handlers use (state, stored tail
-  and trailer only), and Gzlog(path) with the default full verification.
+  and trailer only), and Gzlog(path) with the default full verification,
+* GzlogFileHandler(path): the handler's constructor (quick open, writer process
+  started and ready), side by side with the same constructor on a new, empty log
+  (the ratio shows whether it grows with the log), and the time until its writer
+  process has verified the log (a flush() right after the constructor).
 
 Rates are MB (10^6 bytes) of uncompressed log data per second. The file is in the page
 cache after the first round: these are CPU rates, not disk rates.
@@ -33,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from mimir.gzlog import MAX_APPEND, Gzlog  # noqa: E402
+from mimir.gzlog_handler import GzlogFileHandler  # noqa: E402
 
 LEVEL = 4  # GzlogFileHandler's default compression level
 
@@ -109,6 +114,17 @@ def full_open(path: Path) -> float:
     return time.perf_counter() - t0
 
 
+def handler_open(path: Path) -> tuple[float, float]:
+    """Seconds of GzlogFileHandler(path), then until its writer has verified the log."""
+    t0 = time.perf_counter()
+    handler = GzlogFileHandler(path)
+    t1 = time.perf_counter()
+    handler.flush()  # answered once the writer has verified the log
+    t2 = time.perf_counter()
+    handler.close()
+    return t1 - t0, t2 - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1000, help="uncompressed MB (10^6 B)")
@@ -124,6 +140,10 @@ def main() -> None:
     t_verify: list[float] = []
     t_quick: list[float] = []
     t_full: list[float] = []
+    t_handler: list[float] = []
+    t_handler_ready: list[float] = []
+    t_handler_empty: list[float] = []
+    empty = Path(tempfile.mkdtemp(prefix="mimir-bench-")) / "empty.jsonl.gz"
     size = 0
     for _ in range(args.rounds):  # interleaved, best of each
         gc.collect()
@@ -133,6 +153,11 @@ def main() -> None:
         t_quick.append(quick)
         t_verify.append(verify)
         t_full.append(full_open(path))
+        ctor, ready = handler_open(path)
+        t_handler.append(ctor)
+        t_handler_ready.append(ready)
+        empty.unlink(missing_ok=True)
+        t_handler_empty.append(handler_open(empty)[0])
     mb = size / 1e6
     g, v = min(t_gzip), min(t_verify)
     print(f"log: {path}")
@@ -147,8 +172,14 @@ def main() -> None:
     print(f"| {'Gzlog.verify()':<38} | {v:>8.2f} s | {mb / v:>7.0f} |")
     print(f"| {'Gzlog(path) (verify=full, default)':<38} | {min(t_full):>8.2f} s | {'':>7} |")
     print(f"| {'Gzlog(path, verify=quick)':<38} | {min(t_quick) * 1e3:>7.2f} ms | {'':>7} |")
+    h, e = min(t_handler), min(t_handler_empty)
+    print(f"| {'GzlogFileHandler(path)':<38} | {h * 1e3:>7.0f} ms | {'':>7} |")
+    print(f"| {'GzlogFileHandler(new, empty log)':<38} | {e * 1e3:>7.0f} ms | {'':>7} |")
+    ready = min(t_handler_ready)
+    print(f"| {'  ... until its writer has verified':<38} | {ready:>8.2f} s | {'':>7} |")
     print()
     print(f"verification rate / gzip module rate: {g / v:.2f}x")
+    print(f"handler constructor, this log / empty log: {h / e:.2f}x")
 
 
 if __name__ == "__main__":

@@ -206,6 +206,7 @@ __all__ = [
     "GzlogWarning",
     "check",
     "crc32_combine",
+    "file_kind",
     "recover",
 ]
 
@@ -407,11 +408,16 @@ _KINDS = {
 }
 
 
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` that is not a regular file names, for messages ("a socket")."""
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
 def _require_regular(path: str, st: os.stat_result) -> None:
     """Raise GzlogError unless st is a regular file: a log is never a FIFO, device, ..."""
     if stat.S_ISREG(st.st_mode):
         return
-    kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+    kind = file_kind(st.st_mode)
     code = errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL
     raise GzlogError(
         code,

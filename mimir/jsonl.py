@@ -11,6 +11,7 @@ import time
 import warnings
 
 from mimir._buffered import BufferedHandler
+from mimir.gzlog import file_kind
 
 __all__ = ["JSONLFileHandler", "open_for_append", "require_directory"]
 
@@ -42,21 +43,11 @@ def require_directory(path: str) -> None:
         )
 
 
-_KINDS = {
-    stat.S_IFIFO: "a FIFO (named pipe)",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFDIR: "a directory",
-}
-
-
 def not_a_regular_file(path: str, mode: int) -> OSError:
     """The error for a log path that names something other than a regular file."""
-    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
     return OSError(
         errno.EINVAL,
-        f"cannot open log file {path!r}: it is {kind}, not a regular file;"
+        f"cannot open log file {path!r}: it is {file_kind(mode)}, not a regular file;"
         " give the path of a regular file (or of one to create)",
         path,
     )

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from mimir.gzlog import HEADER as GZLOG_HEADER
+from mimir.gzlog import file_kind
 
 __all__ = [
     "DamagedLogError",
@@ -134,24 +135,8 @@ def _check_errors(errors: str) -> None:
 # -- opening -------------------------------------------------------------------------------
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def _not_regular(path: str, mode: int) -> OSError:
-    message = (
-        f"{path} is {_kind(mode)}, not a regular file: a log is a regular file; nothing was read"
-    )
+    message = f"{path} is {file_kind(mode)}, not a regular file; nothing was read"
     return IsADirectoryError(message) if stat.S_ISDIR(mode) else OSError(message)
 
 
