@@ -48,7 +48,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from mimir.gzlog import MAX_TAIL, GzlogWarning
+from mimir.gzlog import MAX_TAIL, GzlogLockWaitWarning, GzlogWarning
 
 __all__ = ["WriterProcess", "WriterProcessError"]
 
@@ -58,6 +58,8 @@ _PIPE_BYTES = 1 << 20  # pipe capacity asked for (Linux's default limit for user
 _MAX_FRAME = 1 << 30  # larger batches go as several frames, split at line ends
 _COALESCE = 4 << 20  # at most this many bytes of waiting batches per gzlog commit
 _HOLD_SECONDS = 0.05  # lines held back to fill the next append wait at most this long
+#: The warnings a writer process passes on, by name.
+_WARNINGS = {cls.__name__: cls for cls in (GzlogWarning, GzlogLockWaitWarning, RuntimeWarning)}
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from mimir._gzlog_writer import main; main()"
 
 
@@ -278,8 +280,7 @@ class WriterProcess:
                 except WriterProcessError:
                     self._report(message["report"])
             elif "warning" in message:
-                known = message.get("category") == "GzlogWarning"
-                category = GzlogWarning if known else UserWarning
+                category = _WARNINGS.get(message.get("category"), UserWarning)
                 warnings.warn(message["warning"], category, stacklevel=2)
             found = found or ("reply" in message and message["reply"] == until)
         return found

@@ -166,8 +166,17 @@ def _check_gzlog(filename: str, out) -> int:
         head = file.read(51)
     pending = _OPS[(head[50] >> 3) & 3] if len(head) == 51 else "none"
     holder = _lock_holder(filename[:-3] + ".lock")
-    with warnings.catch_warnings(record=True) as caught:
+    caught: list[warnings.WarningMessage] = []
+
+    def keep(message: Warning | str, category: type[Warning], *args: object, **kw: object) -> None:
+        if issubclass(category, gzlog.GzlogLockWaitWarning):  # said now: the user waits
+            print(f"mimir check: {message}", file=sys.stderr, flush=True)
+        else:  # recoveries: said with the report below
+            caught.append(warnings.WarningMessage(message, category, "", 0))
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always", gzlog.GzlogWarning)
+        warnings.showwarning = keep
         report = gzlog.check(filename, recover=True, lock_timeout=60)
     print(f"{filename}: gzlog (compressed log)", file=out)
     print(f"  lock holder: {holder or 'none'}", file=out)

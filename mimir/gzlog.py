@@ -202,6 +202,7 @@ __all__ = [
     "Gzlog",
     "GzlogCorruptError",
     "GzlogError",
+    "GzlogLockWaitWarning",
     "GzlogState",
     "GzlogWarning",
     "check",
@@ -280,6 +281,10 @@ class GzlogWarning(UserWarning):
         super().__init__(*args)
         self.reason = reason
         self.moved_to = moved_to
+
+
+class GzlogLockWaitWarning(GzlogWarning):
+    """A wait for a log's lock is taking long; says who holds it and until when."""
 
 
 class _Invalid(Exception):
@@ -933,9 +938,9 @@ class Gzlog:
             self._crashed = True
             raise
 
-    def _warn(self, msg: str | GzlogWarning) -> None:
+    def _warn(self, msg: str | GzlogWarning, category: type[GzlogWarning] = GzlogWarning) -> None:
         """Issue a GzlogWarning attributed to the first caller outside this module."""
-        warnings.warn(msg, GzlogWarning, stacklevel=_outside_stacklevel())
+        warnings.warn(msg, category, stacklevel=_outside_stacklevel())
 
     # --- locking ---
 
@@ -1026,7 +1031,8 @@ class Gzlog:
             who, since, when, _ = self._lock_holder(kfd, waited)
             self._warn(
                 f"gzlog: waiting {waited:.1f} s so far for the lock of {self._path}: it is "
-                f"held by {who} ({since}); {when}"
+                f"held by {who} ({since}); {when}",
+                GzlogLockWaitWarning,
             )
         delay = wait.delay
         if wait.deadline is not None:

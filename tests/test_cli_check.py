@@ -168,3 +168,30 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
     result = run_check(tmp_path / "nope.jsonl.gz")
     assert result.returncode == 1
     assert "mimir check: error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_says_who_holds_the_lock_while_it_waits(tmp_path: Path) -> None:
+    """mimir check waiting for a held lock says so on stderr after 2 s, then finishes."""
+    import fcntl
+
+    path = tmp_path / "run.jsonl.gz"
+    with Gzlog(path) as log:
+        log.append(lines(10))
+    holder = os.open(tmp_path / "run.jsonl.lock.k", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as a Mímir writer in the middle of an append
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mimir", "check", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+        said = proc.stderr.readline()  # blocks until the warning (or, at worst, the timeout)
+    finally:
+        os.close(holder)  # releases the lock: the check goes on
+    out, err = proc.communicate(timeout=60)
+    assert "mimir check: gzlog: waiting" in said and f"pid {os.getpid()}" in said, said
+    assert "never goes stale" in said
+    assert proc.returncode == 0, err
+    assert "entries: 10" in out and "status: healthy" in out

@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import shutil
+import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 import mimir
-from mimir.gzlog import Gzlog, GzlogError, GzlogWarning, check
+from mimir.gzlog import Gzlog, GzlogError, GzlogLockWaitWarning, GzlogWarning, check
 from mimir.gzlog_handler import GzlogFileHandler
 
 
@@ -239,3 +240,32 @@ def test_a_damaged_header_is_moved_aside_at_construction(tmp_path: Path) -> None
     (aside,) = moved_aside(path)
     assert aside.read_bytes() == bytes(damaged)
     assert zlib.decompress(path.read_bytes(), 31) == as_lines(metrics(10, 1))
+
+
+def test_a_long_lock_wait_in_the_writer_process_is_said_in_the_training_process(
+    tmp_path: Path, wait_until: Any
+) -> None:
+    """The writer's lock-wait warning reaches the training process while the wait goes on."""
+    path = tmp_path / "run.jsonl.gz"
+    handler = GzlogFileHandler(path, flush_interval=60)
+    holder = os.open(tmp_path / "run.jsonl.lock.k", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            handler.add_line(b'{"i":0}\n')
+            flushing = threading.Thread(target=handler.flush)  # waits for the writer
+            flushing.start()
+            said = wait_until(
+                lambda: [w for w in caught if issubclass(w.category, GzlogLockWaitWarning)],
+                timeout=30,
+            )
+        finally:
+            os.close(holder)
+        flushing.join(30)
+    assert (
+        said and "waiting" in str(said[0].message) and f"pid {os.getpid()}" in str(said[0].message)
+    )
+    assert not flushing.is_alive()
+    handler.close()
+    assert mimir.load(path) == [{"i": 0}]
