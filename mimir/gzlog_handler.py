@@ -152,10 +152,19 @@ class GzlogFileHandler(BufferedHandler):
     def _moved_aside(self, error: GzlogCorruptError) -> None:
         """Warn that the damaged log went to ``error.moved_to``, with its readable entries."""
         readable = _readable_entries(error.moved_to) if error.moved_to else 0
+        if readable:
+            kept = (
+                f"{readable} of its entries are still readable"
+                " (mimir.load(path, errors='partial'))"
+            )
+        else:
+            kept = (
+                "none of its entries can be verified any more (zcat may still recover"
+                " text from it)"
+            )
         warnings.warn(
             f"{self.filename} is damaged ({error.reason}), so nothing was appended to it:"
-            f" it was moved whole to {error.moved_to}, which still holds {readable} readable"
-            f" entries (mimir.load(..., errors='partial') reads them); a new log was started",
+            f" it was moved whole to {error.moved_to}; {kept}; a new log was started",
             GzlogWarning,
             stacklevel=2,
         )

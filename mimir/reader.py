@@ -588,6 +588,13 @@ class _Opened:
             file.close()
             data, self.scan = _gzlog_snapshot(path)
             file = io.BytesIO(data)
+        elif head == GZLOG_HEADER:
+            # A gzlog under another name (moved aside as .corrupt-<time>, a backup):
+            # nobody writes it, but its header still vouches for its compressed part.
+            with file:
+                data = file.read()
+            self.scan = _scan_gzlog(data)
+            file = io.BytesIO(data)
         self.file: IO[bytes] = file
 
     def data(self) -> Iterator[bytes]:
