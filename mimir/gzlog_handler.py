@@ -154,13 +154,11 @@ class GzlogFileHandler(BufferedHandler):
         readable = _readable_entries(error.moved_to) if error.moved_to else 0
         if readable:
             kept = (
-                f"{readable} of its entries are still readable"
-                " (mimir.load(path, errors='partial'))"
+                f"{readable} of its entries are still readable (mimir.load(path, errors='partial'))"
             )
         else:
             kept = (
-                "none of its entries can be verified any more (zcat may still recover"
-                " text from it)"
+                "none of its entries can be verified any more (zcat may still recover text from it)"
             )
         warnings.warn(
             f"{self.filename} is damaged ({error.reason}), so nothing was appended to it:"
