@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
 import sys
 import threading
+import weakref
 from collections import deque
 
 from mimir import _fork
@@ -34,7 +37,15 @@ class BufferedHandler(Handler):
 
     In a forked child the buffer starts empty: the parent writes its own entries.
 
-    Subclasses implement :meth:`write_batch`, and :meth:`close_output`.
+    After :meth:`close` (yours, or one by other code: ``logging.config.dictConfig``,
+    ``fileConfig`` and ``logging.shutdown`` close every handler), the next entry
+    reopens the output and is written, as :class:`logging.FileHandler` does in
+    append mode: nothing is ever written through a closed descriptor. Every open
+    handler is closed at interpreter exit by a hook of its own, so entries are
+    written even when other code has emptied :mod:`logging`'s list of handlers.
+
+    Subclasses implement :meth:`write_batch`, :meth:`close_output` and
+    :meth:`reopen_output`.
     """
 
     def __init__(
@@ -66,12 +77,16 @@ class BufferedHandler(Handler):
         self._io_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        # Held by close() and by the reopening of a closed handler, never by writes.
+        self._life_lock = threading.RLock()
         self._closing = False
         self._closed = False
         self._forked = False
         self._write_failing = False
         self._last_error: BaseException | None = None  # of the failing write, if any
         self._dropping = False
+        self._exit_hook = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._exit_hook)
         _fork.reset_after_fork(self)
 
     # -- the caller's side ------------------------------------------------------
@@ -91,9 +106,14 @@ class BufferedHandler(Handler):
             self._wake.set()
 
     def _first_line(self) -> None:
-        """Start the flush thread, or write at once when ``flush_interval`` is 0."""
-        if self._closed:
-            raise ValueError(f"entry logged to {self!r} after close()")
+        """Start the flush thread, or write at once when ``flush_interval`` is 0.
+
+        Also the first line after :meth:`close`: it reopens the output first.
+        """
+        if self._closed or self._closing:
+            with self._life_lock:  # waits for a close() in progress to finish
+                if self._closed:
+                    self._reopen()
         if not self.flush_interval:
             self._commit()
             return
@@ -139,25 +159,39 @@ class BufferedHandler(Handler):
             return self._pending.count(b"\n") + sum(b.count(b"\n") for b in self._batches)
 
     def close(self) -> None:
-        """Write what is buffered, stop the thread, and release the output. Idempotent."""
+        """Write what is buffered, stop the thread, and release the output. Idempotent.
+
+        An entry logged afterwards reopens the output (see the class docstring).
+        """
         try:
-            if not self._closed:
-                self._closing = True
-                thread = self._thread
-                if thread is not None and thread is not threading.current_thread():
-                    self._wake.set()
-                    thread.join()
-                self._thread = None
-                self._commit()
-                self._closed = True
-                with self._io_lock:
-                    try:
-                        self.close_output()
-                    finally:
-                        self._give_up_unwritten()
-                _fork.forget(self)
+            with self._life_lock:
+                if not self._closed:
+                    self._closing = True
+                    thread = self._thread
+                    if thread is not None and thread is not threading.current_thread():
+                        self._wake.set()
+                        thread.join()
+                    self._thread = None
+                    self._commit()
+                    self._closed = True
+                    with self._io_lock:
+                        try:
+                            self.close_output()
+                        finally:
+                            self._give_up_unwritten()
+                    _fork.forget(self)
+                    atexit.unregister(self._exit_hook)
         finally:
             super().close()
+
+    def _reopen(self) -> None:
+        """Open the output again after :meth:`close` (life lock held)."""
+        with self._io_lock:
+            self.reopen_output()
+        self._closing = False
+        self._closed = False
+        _fork.reset_after_fork(self)
+        atexit.register(self._exit_hook)
 
     # -- writing ----------------------------------------------------------------
 
@@ -195,10 +229,13 @@ class BufferedHandler(Handler):
                 self._dropping = False
 
     def _give_up_unwritten(self) -> None:
-        """At close: count what could not be written as dropped, and say it is lost."""
+        """At close: count the batches that could not be written as dropped, and say so.
+
+        Lines logged while close() ran stay buffered: their ``add_line`` reopens the
+        output once close() is done.
+        """
         with self._buffer_lock:
-            lost = self._pending.count(b"\n") + sum(b.count(b"\n") for b in self._batches)
-            self._pending = bytearray()
+            lost = sum(b.count(b"\n") for b in self._batches)
             self._batches.clear()
             self._retained = 0
             self.dropped += lost
@@ -239,4 +276,15 @@ class BufferedHandler(Handler):
         self.written += count
 
     def close_output(self) -> None:
-        """Release the output (called once, after the final write)."""
+        """Release the output (called once per close, after the final write)."""
+
+    def reopen_output(self) -> None:
+        """Open the output again for entries logged after :meth:`close`."""
+        raise NotImplementedError
+
+
+def _close_at_exit(handler_ref: weakref.ref[BufferedHandler]) -> None:
+    """Interpreter exit: close a handler that is still open (it writes what it holds)."""
+    handler = handler_ref()
+    if handler is not None:
+        handler.close()

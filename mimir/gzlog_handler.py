@@ -116,23 +116,37 @@ class GzlogFileHandler(BufferedHandler):
         self._writer_written = 0  # the writer's counts already added to .written
         self._writer_dropped = 0  # and to .dropped
         self._handed_over = False  # the last batch went to the writer process
-        if writer_process and self.flush_interval:
-            try:
-                self._writer = WriterProcess(
-                    path,
-                    flush_interval=self.flush_interval,
-                    max_buffer_bytes=self.max_buffer_bytes,
-                    compression_level=compression_level,
-                    lock_timeout=lock_timeout,
-                    report=self.report,
-                )
-            except OSError as error:
-                warnings.warn(
-                    f"{self!r}: could not start the writer process ({error}); the log is"
-                    " written from a thread of this process instead",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+        self._use_writer = bool(writer_process and self.flush_interval)
+        if self._use_writer:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        """Start the writer process; without one, warn and write from this process."""
+        try:
+            self._writer = WriterProcess(
+                self.filename,
+                flush_interval=self.flush_interval,
+                max_buffer_bytes=self.max_buffer_bytes,
+                compression_level=self._compression_level,
+                lock_timeout=self.lock_timeout,
+                report=self.report,
+            )
+        except OSError as error:
+            warnings.warn(
+                f"{self!r}: could not start the writer process ({error}); the log is"
+                " written from a thread of this process instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self._writer_written = self._writer_dropped = 0
+
+    def reopen_output(self) -> None:
+        """Open the log again (and a writer process) for entries logged after close()."""
+        self._gzlog = self._open_log()
+        self._verified = False
+        self._failing = False
+        if self._use_writer:
+            self._start_writer()
 
     def _open_log(self) -> Gzlog:
         """Open the log quickly (header and uncompressed tail checked), creating it if needed."""

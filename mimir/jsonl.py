@@ -179,6 +179,11 @@ class JSONLFileHandler(BufferedHandler):
     def close_output(self) -> None:
         """Close the file."""
         os.close(self._fd)
+        self._fd = -1
+
+    def reopen_output(self) -> None:
+        """Open the file again, for appending (an entry came after close())."""
+        self._fd = open_for_append(self.filename)
 
     def __repr__(self) -> str:
         return f"<JSONLFileHandler {self.filename}>"

@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 import warnings
+import weakref
 
 import pytest
 
@@ -301,15 +302,31 @@ def test_two_handlers_on_one_file_interleave_whole_lines(log_path, read_jsonl):
     )
 
 
-def test_entry_after_close_is_reported_not_raised(log_path, capsys):
-    """Logging to a closed handler goes to handleError (counted), never raises."""
-    handler = JSONLFileHandler(log_path)
+@pytest.mark.parametrize("flush_interval", [0.05, 0], ids=["thread", "synchronous"])
+def test_p5_entry_after_close_reopens_and_never_reaches_a_reused_descriptor(
+    log_path, read_jsonl, flush_interval
+):
+    """P5: after close(), the closed descriptor's number belongs to another file; the
+    entry goes to the log, reopened as logging.FileHandler does, and the other file is
+    untouched."""
+    handler = JSONLFileHandler(log_path, flush_interval=flush_interval)
     logger = make_logger(handler)
+    logger.info({"x": 0})
     handler.close()
-    logger.info({"late": True})
-    assert handler.failures == 1
-    assert "close" in capsys.readouterr().err
-    assert log_path.read_bytes() == b""
+    other = log_path.parent / "data.csv"
+    fd = os.open(other, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)  # likely the same number
+    try:
+        os.write(fd, b"a,b\n")
+        logger.info({"x": 1})
+        handler.flush()
+        logging.shutdown([weakref.ref(handler)])  # what interpreter exit does
+        logger.info({"x": 2})  # and once more after a shutdown by other code
+        handler.close()
+    finally:
+        os.close(fd)
+    assert other.read_bytes() == b"a,b\n"
+    assert read_jsonl(log_path) == [{"x": 0}, {"x": 1}, {"x": 2}]
+    assert (handler.written, handler.dropped, handler.failures) == (3, 0, 0)
 
 
 def test_unserializable_entry_is_reported_and_others_kept(log_path, capsys, read_jsonl):
