@@ -271,6 +271,11 @@ class ZMQStreamHandler(Handler):
     In a child process made by ``fork()`` the handler publishes nothing (the sockets
     and the thread belong to the parent): its entries are counted as dropped and
     reported once. Create a new handler in the child to stream from it.
+
+    After :meth:`close` (yours, or one by other code: ``dictConfig``, ``fileConfig``
+    and ``logging.shutdown`` close every handler), the next entry binds the same
+    addresses again and is published under the same run id and the next sequence
+    number, the replay kept: clients reconnect by themselves and see no restart.
     """
 
     def __init__(
@@ -300,8 +305,25 @@ class ZMQStreamHandler(Handler):
         if curve_authorized_keys is not None and curve_server_secret_key is None:
             raise ValueError("curve_authorized_keys needs curve_server_secret_key")
         zmq = import_zmq()
+        # What close() needs, set before the handler is registered with logging (which
+        # closes it at exit even if this constructor fails).
+        self._lock = threading.Lock()
+        self._life_lock = threading.RLock()  # close() and reopening
+        self._closed = False
+        self._cannot_reopen = False
+        self._forked = False
+        self._thread: threading.Thread | None = None
+        self._wake_r = self._wake_w = -1
+        self._monitors: list[HandshakeMonitor] = []
+        self._auth: Any = None
+        self._pub: Any = None
+        self._router: Any = None
+        self._context: Any = None
         super().__init__(level)
         self.replay = replay
+        self._hwm = hwm
+        self._curve_server_secret_key = curve_server_secret_key
+        self._curve_authorized_keys = curve_authorized_keys
         self.queue_size = queue_size
         self.linger = float(linger)
         self.heartbeat = float(heartbeat)
@@ -338,32 +360,51 @@ class ZMQStreamHandler(Handler):
         # trimmed to the last `replay` entries lazily (see _trim_ring).
         self._ring: deque[tuple[int, int, bytes]] = deque()
         self._ring_count = 0  # entries held in _ring
-        self._lock = threading.Lock()
-        self._closed = False
-        self._monitors: list[HandshakeMonitor] = []
         self._refused_before_close = 0
-        self._forked = False
         self._stopped = False
         self._dropping = False
         self._processed = 0  # highest seq the sender has dealt with (sent or dropped)
-        self._auth: Any = None
-        self._pub: Any = None
-        self._router: Any = None
+        try:
+            keys = self._open(zmq, address, replay_address)
+        except BaseException:
+            self._closed = True  # never reopened: nothing can use this handler
+            raise
+        if curve_authorized_keys is None:
+            wide = [a for a in (self.address, self.replay_address) if a and not is_loopback(a)]
+            if wide:
+                how = (
+                    "CURVE encrypts it, but any client may connect: pass curve_authorized_keys"
+                    if keys
+                    else "pass curve_server_secret_key and curve_authorized_keys"
+                )
+                warnings.warn(
+                    f"Mímir stream bound to {', '.join(wide)}: the entries are readable by "
+                    f"anyone who can reach the port ({how}, or bind 127.0.0.1 and use an "
+                    "SSH tunnel)",
+                    stacklevel=2,
+                )
+        self._start_thread()
+        _fork.reset_after_fork(self)
+
+    # -- set-up -------------------------------------------------------------------
+
+    def _open(self, zmq: Any, address: str, replay_address: str) -> tuple[bytes, bytes] | None:
+        """Make the wake-up pipe, context and sockets, and bind; release all on failure."""
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
         self._context = zmq.Context()
         try:
-            keys = load_server_keys(zmq, curve_server_secret_key)
-            if curve_authorized_keys is not None:
-                self._auth = start_authenticator(self._context, curve_authorized_keys)
+            keys = load_server_keys(zmq, self._curve_server_secret_key)
+            if self._curve_authorized_keys is not None:
+                self._auth = start_authenticator(self._context, self._curve_authorized_keys)
             self._pub = self._socket(zmq, zmq.XPUB, keys)
-            self._pub.setsockopt(zmq.SNDHWM, hwm)
+            self._pub.setsockopt(zmq.SNDHWM, self._hwm)
             self._pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # hear every subscription
             self._pub.setsockopt(zmq.RCVHWM, 1000)
             self._pub.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_SIZE)  # subscriptions are tiny
             self.address = bind_endpoint(zmq, self._pub, address, "publish")
-            if replay:
+            if self.replay:
                 self._router = self._socket(zmq, zmq.ROUTER, keys)
                 self._router.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_SIZE)
                 self._router.setsockopt(zmq.RCVHWM, 100)
@@ -383,27 +424,35 @@ class ZMQStreamHandler(Handler):
         except BaseException:
             self._release()
             raise
-        if curve_authorized_keys is None:
-            wide = [a for a in (self.address, self.replay_address) if a and not is_loopback(a)]
-            if wide:
-                how = (
-                    "CURVE encrypts it, but any client may connect: pass curve_authorized_keys"
-                    if keys
-                    else "pass curve_server_secret_key and curve_authorized_keys"
-                )
-                warnings.warn(
-                    f"Mímir stream bound to {', '.join(wide)}: the entries are readable by "
-                    f"anyone who can reach the port ({how}, or bind 127.0.0.1 and use an "
-                    "SSH tunnel)",
-                    stacklevel=2,
-                )
+        return keys
+
+    def _start_thread(self) -> None:
         self._thread = threading.Thread(
             target=self._run, name=f"mimir-stream-{id(self):x}", daemon=True
         )
         self._thread.start()
-        _fork.reset_after_fork(self)
 
-    # -- set-up -------------------------------------------------------------------
+    def _reopen(self) -> bool:
+        """Bind the same addresses again after close(); False (reported) if that fails."""
+        with self._life_lock:
+            if not self._closed:
+                return True  # another thread reopened it
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                return False  # close() gave up waiting for it: its sockets are still in use
+            try:
+                self._open(import_zmq(), self.address or "", self.replay_address or "")
+            except Exception:
+                self._cannot_reopen = True  # entries are dropped from now on
+                self.report(f"{self!r}: could not bind its addresses again after close()")
+                return False
+            with self._lock:
+                self._closed = self._stopped = self._dropping = False
+                self._room = self.queue_size
+                self._idle = True
+            self._start_thread()
+            _fork.reset_after_fork(self)
+            return True
 
     def _socket(self, zmq: Any, kind: int, keys: tuple[bytes, bytes] | None) -> Any:
         sock = self._context.socket(kind)
@@ -439,6 +488,11 @@ class ZMQStreamHandler(Handler):
                 except BlockingIOError:
                     pass  # the pipe is full of wake-ups already
                 return
+            reopen = self._closed and not (self._forked or self._cannot_reopen)
+        if reopen and self._reopen():  # closed by close(), dictConfig, logging.shutdown
+            self.add_line(line, record)
+            return
+        with self._lock:
             self._lost += 1
             self.dropped += 1
             if self._dropping:
@@ -453,6 +507,8 @@ class ZMQStreamHandler(Handler):
                 f"used in a forked child (pid {os.getpid()}): the sockets belong to the parent; "
                 "create a new handler in the child to stream from it"
             )
+        if self._cannot_reopen:
+            return "closed, and its addresses could not be bound again"
         if self._closed:
             return "closed"
         if self._stopped:
@@ -476,18 +532,19 @@ class ZMQStreamHandler(Handler):
         entries that could not be published by then are counted in ``dropped``.
         """
         try:
-            with self._lock:
-                closing = not self._closed
-                self._closed = True
-                self._room = 0
-            if closing and not self._forked:
-                thread = self._thread
-                if thread is not None:
-                    self._wake()
-                    thread.join(self.linger + _CLOSE_DRAIN_SECONDS + 1.0)
-                if thread is None or not thread.is_alive():
-                    self._release()
-                _fork.forget(self)
+            with self._life_lock:
+                with self._lock:
+                    closing = not self._closed
+                    self._closed = True
+                    self._room = 0
+                if closing and not self._forked:
+                    thread = self._thread
+                    if thread is not None:
+                        self._wake()
+                        thread.join(self.linger + _CLOSE_DRAIN_SECONDS + 1.0)
+                    if thread is None or not thread.is_alive():
+                        self._release()
+                    _fork.forget(self)
         finally:
             super().close()
 
@@ -531,6 +588,7 @@ class ZMQStreamHandler(Handler):
         # sockets and contexts made in another process alone when they are collected).
         self._forked = True
         self._lock = threading.Lock()
+        self._life_lock = threading.RLock()
         self._pending = bytearray()
         self._count = self._room = self._lost = 0
         self._ring = deque()

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -346,7 +347,8 @@ def test_z5_close_within_two_seconds_with_a_stuck_subscriber(publish, context):
     assert elapsed < 2.0
     assert handler.sent + handler.dropped == 20_000
     handler.close()  # idempotent
-    logger.info({"after": "close"})
+    logger.info({"after": "close"})  # reopens, as a FileHandler does
+    handler.close()
     assert handler.sent + handler.dropped == 20_001
 
 
@@ -663,15 +665,44 @@ def test_p3_eight_threads_bursting_beyond_the_queue(publish):
     assert 1 <= handler.failures <= handler.dropped
 
 
-def test_p3_drop_streak_is_reported_once(publish, capsys):
+def test_p3_drop_streak_is_reported_once(publish, capsys, context):
     """Entries dropped in a row are reported once through handleError."""
     handler, _ = publish(replay=0, queue_size=1)
-    handler.close()  # refuses everything from now on
-    for _ in range(100):
-        handler.add_line('{"i": 1}')
+    handler.close()
+    squatter = context.socket(zmq.PUB)
+    squatter.bind(handler.address)  # the handler cannot reopen: it drops from now on
+    try:
+        for _ in range(100):
+            handler.add_line('{"i": 1}')
+    finally:
+        squatter.close(linger=0)
     assert handler.dropped == 100
-    assert handler.failures == 1
-    assert "closed; entries are dropped" in capsys.readouterr().err
+    assert handler.failures == 2  # the failed bind, then one report for the streak
+    err = capsys.readouterr().err
+    assert "could not bind its addresses again" in err
+    assert "could not be bound again; entries are dropped" in err
+
+
+def test_p6_closed_stream_reopens_on_the_same_address_and_run(publish):
+    """After close() (by dictConfig or logging.shutdown), the next entry is published on
+    the same address, run id and sequence, so a client sees no restart and no gap."""
+    handler, logger = publish(replay=100)
+    log_range(logger, 1, 10)
+    handler.flush(10)
+    address, run = handler.address, handler.run_id
+    logging.shutdown([weakref.ref(handler)])  # as dictConfig does to every handler
+    assert handler.sent == 10
+    log_range(logger, 11, 20)
+    handler.flush(10)
+    assert (handler.address, handler.run_id) == (address, run)
+    with subscribe(handler.address, handler.replay_address, timeout=10) as sub:
+        got = read_until(sub, 20)  # replayed: kept across the reopening
+        assert sub.restarts == 0
+        log_range(logger, 21, 25)
+        got += read_until(sub, 25)
+    assert_contiguous(got, 1, 25)
+    handler.close()
+    assert (handler.sent, handler.dropped) == (25, 0)
 
 
 # -- P4: fork -------------------------------------------------------------------------------
