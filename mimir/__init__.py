@@ -2,7 +2,16 @@
 
 Log dicts of metrics with :class:`mimir.Logger`, or attach Mímir's handlers and
 formatter to any :mod:`logging` set-up (``logging.config.dictConfig`` included).
+
+The ZeroMQ classes (:class:`ZMQStreamHandler`, :class:`ZMQForwardHandler`,
+:class:`Collector`) are loaded on first use, so ``import mimir`` imports neither
+pyzmq nor Bokeh; ``"class": "mimir.ZMQForwardHandler"`` works in dictConfig.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from mimir import serialization
 from mimir._json import SerializationError
@@ -12,11 +21,25 @@ from mimir.jsonl import JSONLFileHandler
 from mimir.logger import Logger
 from mimir.memory import MemoryHandler
 from mimir.reader import DamagedLogError, MalformedLogError, PartialReadWarning, load
-from mimir.reader import open_log as open
+from mimir.reader import open_log as open  # noqa: F401  (public, not in __all__)
+
+if TYPE_CHECKING:
+    from mimir.collector import Collector
+    from mimir.forward import ZMQForwardHandler
+    from mimir.zmq_handler import ZMQStreamHandler
 
 __version__ = "0.1.0"
 
+# Public names loaded on first access (PEP 562): name -> module defining it.
+_LAZY = {
+    "Collector": "mimir.collector",
+    "ZMQForwardHandler": "mimir.forward",
+    "ZMQStreamHandler": "mimir.zmq_handler",
+}
+
+# mimir.open stays available, but `from mimir import *` must not shadow the builtin.
 __all__ = [
+    "Collector",
     "DamagedLogError",
     "GzlogFileHandler",
     "JSONFormatter",
@@ -26,8 +49,24 @@ __all__ = [
     "MemoryHandler",
     "PartialReadWarning",
     "SerializationError",
+    "ZMQForwardHandler",
+    "ZMQStreamHandler",
     "__version__",
     "load",
-    "open",
     "serialization",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module of a lazily loaded public name on first access."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mimir' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazily loaded ones included."""
+    return sorted({*globals(), *_LAZY})

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import inspect
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mimir._buffered import BufferedHandler
 from mimir._handler import Handler
@@ -16,7 +20,9 @@ from mimir.formatter import JSONFormatter
 from mimir.gzlog_handler import GzlogFileHandler
 from mimir.jsonl import JSONLFileHandler
 from mimir.memory import MemoryHandler
-from mimir.zmq_handler import ZMQStreamHandler
+
+if TYPE_CHECKING:  # imported when stream=True only: pyzmq is optional
+    from mimir.zmq_handler import ZMQStreamHandler
 
 __all__ = ["Logger"]
 
@@ -50,21 +56,22 @@ class Logger:
 
     Example::
 
-        with mimir.Logger(filename="run.jsonl", maxlen=100) as logger:
+        with mimir.Logger("run.jsonl", maxlen=100) as logger:
             logger.log({"iteration": 0, "training_error": 0.5})
             logger[-1]["training_error"]  # 0.5
 
-    Arguments:
+    Arguments (all but ``filename`` keyword-only):
+        filename: write entries to this file as line-delimited JSON: compressed,
+            crash-safe gzlog when the name ends in ``.gz`` (:class:`~mimir.GzlogFileHandler`),
+            plain otherwise (:class:`~mimir.JSONLFileHandler`).
         name: the stdlib logger used is ``mimir.<name>``, which other code can also
             reach with :func:`logging.getLogger`. Without a name the logger is
             private to this object (not registered with :mod:`logging`), so that
             closing it leaves nothing behind.
-        filename: write entries to this file as line-delimited JSON: compressed,
-            crash-safe gzlog when the name ends in ``.gz`` (:class:`~mimir.GzlogFileHandler`),
-            plain otherwise (:class:`~mimir.JSONLFileHandler`).
         maxlen: keep the last ``maxlen`` entries in memory (:class:`~mimir.MemoryHandler`),
-            read with ``logger[-1]``, slices, ``len(logger)`` and iteration.
-        stream: publish every entry over ZeroMQ (:class:`~mimir.zmq_handler.ZMQStreamHandler`)
+            read with ``logger[-1]``, slices, ``len(logger)`` and iteration; 0 keeps
+            none, ``None`` keeps every entry (memory then grows with the run).
+        stream: publish every entry over ZeroMQ (:class:`~mimir.ZMQStreamHandler`)
             on ``stream_address``, for ``mimir tail``, :mod:`mimir.stream` clients and
             live plots. Needs ``pip install "mimir-logger[zmq]"``.
         stream_maxlen: replay the last ``stream_maxlen`` entries to clients that join
@@ -77,20 +84,29 @@ class Logger:
         lock_timeout: for a compressed log, how many seconds to wait at most for its
             lock while another process holds it (``None``: wait, with a warning that
             names the holder after 2 s); then :class:`~mimir.gzlog.GzlogError`.
-        json_kwargs: ``json.dumps`` options for the files and streams
-            (``default=``, ``sort_keys=``, ``ensure_ascii=`` ...), see
-            :class:`~mimir.JSONFormatter`.
+        json_kwargs: options of :class:`~mimir.JSONFormatter` for the files and
+            streams: the ``json.dumps`` ones (``default=``, ``sort_keys=``,
+            ``ensure_ascii=`` ...) and python-json-logger's. Any other name is a
+            :class:`TypeError` that lists the valid ones.
 
     The stdlib logger is at ``.logger``; it does not propagate to the root logger.
-    Its handlers are removed and closed by :meth:`close`. Two Loggers given the
-    same name share that stdlib logger, and so each other's handlers.
+    Handlers can be added to it, removed or reconfigured like those of any
+    logger, by code or by :func:`logging.config.dictConfig`: every entry goes to
+    the handlers attached at that moment. :meth:`close` removes and closes the
+    handlers in :attr:`handlers`: those this object made, and any you append.
+    Two Loggers given the same name share that stdlib logger, and so each
+    other's handlers.
+
+    A constructor that fails leaves nothing behind: whatever it had opened is
+    closed, and the stdlib logger is not touched.
     """
 
     def __init__(
         self,
-        name: str | None = None,
         filename: str | os.PathLike[str] | None = None,
-        maxlen: int = 0,
+        *,
+        name: str | None = None,
+        maxlen: int | None = 0,
         stream: bool = False,
         stream_maxlen: int = 0,
         formatter: Any = _CONSOLE,
@@ -99,58 +115,65 @@ class Logger:
         lock_timeout: float | None = None,
         **json_kwargs: Any,
     ) -> None:
+        _check_json_kwargs(json_kwargs)
         if stream_maxlen and not stream:
             raise ValueError(f"stream_maxlen={stream_maxlen} needs stream=True")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {type(name).__name__}")
+        console_formatter = _console_formatter(formatter)
         self.json_formatter = JSONFormatter(**json_kwargs)
+        #: The handlers this object made, in order (memory, file, stream, console);
+        #: :meth:`flush` and :meth:`close` act on every handler in this list.
+        self.handlers: list[logging.Handler] = []
+        self.memory: MemoryHandler | None = None
+        self.stream: ZMQStreamHandler | None = None
+        self._closed = False
+        line_handlers: list[BufferedHandler | ZMQStreamHandler] = []
+        try:
+            if maxlen is None or maxlen:
+                self.memory = self._own(MemoryHandler(sys.maxsize if maxlen is None else maxlen))
+            if filename is not None and os.fspath(filename).endswith(".gz"):
+                line_handlers.append(
+                    self._own(GzlogFileHandler(filename, lock_timeout=lock_timeout))
+                )
+            elif filename is not None:
+                line_handlers.append(self._own(JSONLFileHandler(filename)))
+            if stream:
+                from mimir.zmq_handler import ZMQStreamHandler
+
+                self.stream = self._own(
+                    ZMQStreamHandler(stream_address, replay_address, replay=stream_maxlen)
+                )
+                line_handlers.append(self.stream)
+            if console_formatter is not None:
+                console = ConsoleHandler()
+                console.setFormatter(console_formatter)
+                self.handlers.append(console)
+        except BaseException:
+            self._closed = True
+            with contextlib.suppress(Exception):  # the first error is the one to see
+                _close_all(self.handlers)
+            raise
+        # Only now, with everything open, is the stdlib logger touched.
         if name is None:
-            self.logger = _PrivateLogger("mimir")
+            self.logger: logging.Logger = _PrivateLogger("mimir")
         else:
             self.logger = logging.getLogger(f"mimir.{name}")
         self.logger.propagate = False
         self.logger.setLevel(logging.INFO)
+        for handler in self.handlers:
+            self.logger.addHandler(handler)
         self._make_record = EntryRecordFactory(self.logger.name, logging.INFO)
-        self.handlers: list[logging.Handler] = []
-        self.memory: MemoryHandler | None = None
-        self.stream: ZMQStreamHandler | None = None
-        self._line_handlers: list[BufferedHandler | ZMQStreamHandler] = []
-        self._closed = False
-        try:
-            if maxlen:
-                self.memory = self._add(MemoryHandler(maxlen))
-            if filename is not None and os.fspath(filename).endswith(".gz"):
-                self._line_handlers.append(
-                    self._add(GzlogFileHandler(filename, lock_timeout=lock_timeout))
-                )
-            elif filename is not None:
-                self._line_handlers.append(self._add(JSONLFileHandler(filename)))
-            if stream:
-                self.stream = self._add(
-                    ZMQStreamHandler(stream_address, replay_address, replay=stream_maxlen)
-                )
-                self._line_handlers.append(self.stream)
-            console = _console_handler(formatter)
-            if console is not None:
-                self.handlers.append(console)
-                self.logger.addHandler(console)
-        except BaseException:
-            self.close()
-            raise
-        # Entries skip LogRecord creation while the set-up is exactly what this object
-        # built: its own Mímir handlers, unchanged, no console, a formatter that adds
-        # nothing. See log().
+        # Entries skip LogRecord creation while the set-up is what this object built:
+        # no console, a formatter that adds nothing. See log() and _direct_path().
         self._direct: Callable[[Mapping[str, Any]], bool] | None = None
-        if (
-            console is None
-            and type(self.json_formatter) is JSONFormatter
-            and self.json_formatter._plain
-        ):
-            self._direct = self._direct_path()
+        if console_formatter is None and _adds_nothing(self.json_formatter):
+            self._direct = self._direct_path(tuple(self.handlers), tuple(line_handlers))
 
-    def _add(self, handler: Any) -> Any:
+    def _own(self, handler: Any) -> Any:
         handler.setFormatter(self.json_formatter)
         handler.on_change = self._handler_changed
         self.handlers.append(handler)
-        self.logger.addHandler(handler)
         return handler
 
     def log(self, entry: Mapping[str, Any]) -> None:
@@ -166,31 +189,43 @@ class Logger:
             if logger.isEnabledFor(logging.INFO):
                 logger.handle(self._make_record(entry))
 
-    def _direct_path(self) -> Callable[[Mapping[str, Any]], bool]:
+    def _direct_path(
+        self,
+        attached: tuple[logging.Handler, ...],
+        line_handlers: tuple[BufferedHandler | ZMQStreamHandler, ...],
+    ) -> Callable[[Mapping[str, Any]], bool]:
         """The function that hands an entry straight to the handlers (see log()).
 
-        While the stdlib logger holds exactly this object's handlers, has no filters
-        and is enabled for INFO, the result is the same as logger.handle() would
-        give: building and dispatching a LogRecord costs more than everything else a
-        logging call does, and with nothing else attached nobody can observe the
-        record. Otherwise it does nothing and returns False. Everything it needs is
-        bound once here, so that an entry costs little more than its JSON encoding.
+        While the stdlib logger holds exactly the handlers this object attached, the
+        logger has no filter and does not propagate, and none of these handlers got a
+        filter, a level or a formatter (they tell :meth:`_handler_changed`), the
+        result is the same as logger.handle() would give: building and dispatching a
+        LogRecord costs more than everything else a logging call does, and with
+        nothing else attached nobody can observe the record. Otherwise it does
+        nothing and returns False.
+
+        The handlers are compared with ``attached``, a snapshot no one else can
+        reach (by identity, and length), never with :attr:`handlers`, which users
+        append to. The logger's handlers, filters, propagation, level and
+        ``disabled``, and :func:`logging.disable`, are read afresh at every entry, so
+        a change made by any route takes effect at the next one.
         """
         logger = self.logger
-        own_handlers = self.handlers
+        expected = list(attached)  # compared with ==: identity of each, then length
         manager = logger.manager
         info = logging.INFO
+        formatter = self.json_formatter
         remember = self.memory.add_entry if self.memory is not None else None
-        handlers = tuple(self._line_handlers)
+        handlers = line_handlers
         adders = tuple(handler.add_line for handler in handlers)
-        encode_line = self.json_formatter.encoder.encode_line
-        fast = self.json_formatter.encoder.orjson_line_arguments()
+        encode_line = formatter.encoder.encode_line
+        fast = formatter.encoder.orjson_line_arguments()
         dumps = orjson.dumps if fast is not None else None
         default, option = fast if fast is not None else (None, 0)
         make_record = self._make_record
 
         def log_direct(entry: Mapping[str, Any]) -> bool:
-            if logger.handlers != own_handlers or logger.filters:
+            if logger.handlers != expected or logger.filters or logger.propagate:
                 return False
             quick = 0 < logger.level <= info and manager.disable < info and not logger.disabled
             if not quick and not logger.isEnabledFor(info):
@@ -261,18 +296,11 @@ class Logger:
         if self._closed:
             return
         self._closed = True
-        errors = []
         for handler in self.handlers:
             self.logger.removeHandler(handler)
             if isinstance(handler, Handler):
                 handler.on_change = None
-            try:
-                handler.flush()
-                handler.close()
-            except Exception as error:  # close the others, then report the first
-                errors.append(error)
-        if errors:
-            raise errors[0]
+        _close_all(self.handlers)
 
     def __enter__(self) -> Logger:
         return self
@@ -285,20 +313,83 @@ class Logger:
         return f"<mimir.Logger {self.logger.name!r} ({state})>"
 
 
-def _console_handler(formatter: Any) -> logging.Handler | None:
+def _close_all(handlers: list[logging.Handler]) -> None:
+    """Flush and close every handler; then raise the first error, if any."""
+    errors = []
+    for handler in handlers:
+        try:
+            handler.flush()
+            handler.close()
+        except Exception as error:  # close the others, then report the first
+            errors.append(error)
+    if errors:
+        raise errors[0]
+
+
+def _console_formatter(formatter: Any) -> logging.Formatter | None:
+    """The formatter of the console handler that ``formatter=`` asks for, or None."""
     if formatter is None:
         return None
     if formatter is _CONSOLE:
-        formatter = ConsoleFormatter()
-    elif isinstance(formatter, logging.Formatter):
-        pass
-    elif callable(formatter):
-        formatter = ConsoleFormatter(render=formatter)
-    else:
-        raise TypeError(
-            "formatter= takes None, a logging.Formatter, or a callable entry -> str; "
-            f"got {type(formatter).__name__}"
-        )
-    handler = ConsoleHandler()
-    handler.setFormatter(formatter)
-    return handler
+        return ConsoleFormatter()
+    if isinstance(formatter, logging.Formatter):
+        return formatter
+    if callable(formatter):
+        return ConsoleFormatter(render=formatter)
+    raise TypeError(
+        "formatter= takes None, a logging.Formatter, or a callable entry -> str; "
+        f"got {type(formatter).__name__}"
+    )
+
+
+def _adds_nothing(formatter: JSONFormatter) -> bool:
+    """Whether ``formatter`` writes a structured entry exactly as logged."""
+    # _plain: the formatter's own answer; to be read through a public property.
+    return type(formatter) is JSONFormatter and bool(formatter._plain)
+
+
+def _keyword_names(function: Callable[..., Any]) -> list[str]:
+    """The parameters of ``function`` that can be passed by keyword, in order."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(function).parameters.values()
+    return [p.name for p in parameters if p.kind in kinds and p.name != "self"]
+
+
+def _formatter_options() -> list[str]:
+    """The keyword arguments :class:`~mimir.JSONFormatter` accepts, read from its classes.
+
+    Each ``__init__`` along the MRO that passes ``**kwargs`` on adds its base's,
+    so options added to the formatter or to python-json-logger are found too.
+    """
+    names: list[str] = []
+    for klass in JSONFormatter.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        names += [name for name in _keyword_names(init) if name not in names]
+        if not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD
+            for p in inspect.signature(init).parameters.values()
+        ):
+            break
+    return names
+
+
+def _check_json_kwargs(json_kwargs: Mapping[str, Any]) -> None:
+    """Raise a TypeError naming each keyword argument neither Logger nor the formatter takes."""
+    if not json_kwargs:
+        return
+    options = _formatter_options()
+    unknown = [key for key in json_kwargs if key not in options]
+    if not unknown:
+        return
+    own = _keyword_names(Logger.__init__)
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, own + options, n=1)
+        hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    plural = "s" if len(unknown) > 1 else ""
+    raise TypeError(
+        f"Logger() got an unexpected keyword argument{plural} {', '.join(hints)}; "
+        f"it takes {', '.join(own)}, and JSONFormatter's options {', '.join(options)}"
+    )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import collections
+import gc
 import gzip
+import importlib.util
 import json
 import logging
 import math
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -74,6 +78,33 @@ def test_memory_maxlen_sys_maxsize_keeps_everything():
             logger.log({"iteration": i})
         assert len(logger) == 3000
         assert logger[0] == {"iteration": 0}
+
+
+def test_maxlen_none_keeps_every_entry():
+    """maxlen=None keeps every entry, as collections.deque reads None: no limit."""
+    with mimir.Logger(maxlen=None, formatter=None) as logger:
+        for i in range(3000):
+            logger.log({"iteration": i})
+        assert len(logger) == 3000
+        assert logger[0] == {"iteration": 0}
+        assert logger[-1] == {"iteration": 2999}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_filename_is_the_first_positional_argument(tmp_path, suffix):
+    """Logger("run.jsonl.gz") writes that file: the filename comes first."""
+    path = tmp_path / f"run{suffix}"
+    with mimir.Logger(path, formatter=None) as logger:
+        logger.log({"iteration": 0})
+    assert mimir.load(path) == [{"iteration": 0}]
+
+
+def test_arguments_after_filename_are_keyword_only(tmp_path):
+    """A second positional argument is a TypeError, and the stdlib logger is left untouched."""
+    with pytest.raises(TypeError, match="positional"):
+        mimir.Logger(tmp_path / "a.jsonl", "train")  # type: ignore[misc]
+    assert "mimir.train" not in logging.Logger.manager.loggerDict
+    assert not (tmp_path / "a.jsonl").exists()
 
 
 def test_readme_saving_to_disk_with_jsonl(tmp_path):
@@ -164,7 +195,7 @@ def test_readme_streaming_binds_loopback_defaults():
 
 def test_named_logger_is_registered_and_does_not_propagate():
     """Logger(name="x") uses logging.getLogger("mimir.x"), which does not propagate."""
-    with mimir.Logger("train", formatter=None) as logger:
+    with mimir.Logger(name="train", formatter=None) as logger:
         assert logger.logger is logging.getLogger("mimir.train")
         assert logger.logger.propagate is False
 
@@ -195,7 +226,7 @@ def test_entries_do_not_reach_the_root_logger(capsys):
     """Entries are not propagated to handlers on the root logger."""
     ring = mimir.MemoryHandler(10)
     logging.getLogger().addHandler(ring)
-    with mimir.Logger("isolated", maxlen=5, formatter=None) as logger:
+    with mimir.Logger(name="isolated", maxlen=5, formatter=None) as logger:
         logger.log({"a": 1})
     assert len(ring) == 0
 
@@ -203,7 +234,7 @@ def test_entries_do_not_reach_the_root_logger(capsys):
 def test_other_code_can_log_into_a_named_logger(tmp_path):
     """logging.getLogger("mimir.<name>").info(entry) lands in the Logger's ring and file."""
     path = tmp_path / "shared.jsonl"
-    with mimir.Logger("shared", filename=path, maxlen=5, formatter=None) as logger:
+    with mimir.Logger(name="shared", filename=path, maxlen=5, formatter=None) as logger:
         logging.getLogger("mimir.shared").info({"from": "stdlib"}, extra={"run": "r"})
         logger.log({"from": "mimir"})
         assert logger[:] == [{"from": "stdlib", "run": "r"}, {"from": "mimir"}]
@@ -279,7 +310,7 @@ def test_log_from_many_threads(tmp_path):
 @pytest.mark.parametrize("name", [None, "disable-test"], ids=["unnamed", "named"])
 def test_logging_disable_silences_the_logger(name):
     """logging.disable(logging.INFO) stops entries and NOTSET lets them through again."""
-    with mimir.Logger(name, maxlen=5, formatter=None) as logger:
+    with mimir.Logger(name=name, maxlen=5, formatter=None) as logger:
         logging.disable(logging.INFO)
         logger.log({"a": 1})
         logging.disable(logging.NOTSET)
@@ -290,7 +321,7 @@ def test_logging_disable_silences_the_logger(name):
 @pytest.mark.parametrize("name", [None, "disable-test"], ids=["unnamed", "named"])
 def test_logging_disable_after_logging_takes_effect(name):
     """logging.disable() called after entries were logged stops further entries."""
-    with mimir.Logger(name, maxlen=5, formatter=None) as logger:
+    with mimir.Logger(name=name, maxlen=5, formatter=None) as logger:
         logger.log({"a": 1})
         logging.disable(logging.INFO)
         logger.log({"a": 2})
@@ -301,7 +332,7 @@ def test_logging_disable_after_logging_takes_effect(name):
 @pytest.mark.parametrize("name", [None, "level-test"], ids=["unnamed", "named"])
 def test_raising_the_stdlib_logger_level_after_logging_applies(name):
     """logger.logger.setLevel(WARNING) after some entries stops further INFO entries."""
-    with mimir.Logger(name, maxlen=5, formatter=None) as logger:
+    with mimir.Logger(name=name, maxlen=5, formatter=None) as logger:
         logger.log({"a": 1})
         logger.logger.setLevel(logging.WARNING)
         logger.log({"a": 2})
@@ -410,7 +441,7 @@ def test_default_console_rendering(capsys, entry, printed):
 
 def test_default_console_prints_plain_records_as_text(capsys):
     """Text records sent to a Logger's stdlib logger print as their message."""
-    with mimir.Logger("console-text") as logger:
+    with mimir.Logger(name="console-text") as logger:
         logging.getLogger("mimir.console-text").info("hello %s", "world")
         assert logger.logger.handlers
     assert capsys.readouterr().out == "hello world\n"
@@ -486,12 +517,40 @@ def test_unknown_keyword_is_refused():
         mimir.Logger(maxlength=10)
 
 
+def test_unknown_keyword_error_names_it_and_lists_the_valid_ones():
+    """Logger(maxlne=5) says which argument is wrong, suggests maxlen, and lists the valid ones."""
+    with pytest.raises(TypeError) as caught:
+        mimir.Logger(maxlne=5)
+    message = str(caught.value)
+    assert message.startswith("Logger() got an unexpected keyword argument 'maxlne'")
+    assert "did you mean 'maxlen'?" in message
+    for valid in ("filename", "name", "maxlen", "stream", "lock_timeout", "default", "sort_keys"):
+        assert f" {valid}," in message or message.endswith(f" {valid}")
+    assert "BaseJsonFormatter" not in message
+
+
+def test_every_unknown_keyword_is_named():
+    """Two unknown keyword arguments are both named in the error."""
+    with pytest.raises(TypeError, match="arguments 'colour', 'flavour'"):
+        mimir.Logger(colour=1, flavour=2)
+
+
+def test_python_json_logger_options_reach_the_formatter(tmp_path):
+    """An option python-json-logger's formatter takes (static_fields=) passes through Logger."""
+    path = tmp_path / "static.jsonl"
+    with mimir.Logger(path, formatter=None, static_fields={"run": "r1"}) as logger:
+        logger.log({"loss": 0.5})
+    assert mimir.load(path) == [{"run": "r1", "loss": 0.5}]
+
+
 def test_unserializable_entry_is_reported_and_counted(tmp_path, capsys):
     """An entry the file cannot hold is reported with its key path; the others are written."""
     path = tmp_path / "bad.jsonl"
     with mimir.Logger(filename=path, maxlen=5, formatter=None) as logger:
+        circular: list = []
+        circular.append(circular)
         logger.log({"i": 0})
-        logger.log({"i": 1, "data": [object()]})
+        logger.log({"i": 1, "data": [circular]})
         logger.log({"i": 2})
         file_handler = file_handler_of(logger)
         assert file_handler.failures == 1
@@ -506,7 +565,7 @@ def test_unserializable_entry_is_reported_and_counted(tmp_path, capsys):
 def test_close_flushes_closes_and_detaches(tmp_path):
     """close() writes the file, closes the handlers and removes them from the stdlib logger."""
     path = tmp_path / "close.jsonl"
-    logger = mimir.Logger("closing", filename=path, maxlen=5, formatter=None)
+    logger = mimir.Logger(name="closing", filename=path, maxlen=5, formatter=None)
     logger.log({"a": 1})
     handlers = list(logger.logger.handlers)
     assert len(handlers) == 2
@@ -550,13 +609,93 @@ def test_context_manager_closes_on_error(tmp_path):
 def test_failed_construction_leaves_nothing_attached(tmp_path):
     """A Logger whose file cannot be opened raises OSError and leaves no handler behind."""
     with pytest.raises(OSError, match="does not exist"):
-        mimir.Logger("broken", filename=tmp_path / "missing" / "x.jsonl", maxlen=5)
+        mimir.Logger(name="broken", filename=tmp_path / "missing" / "x.jsonl", maxlen=5)
     assert logging.getLogger("mimir.broken").handlers == []
+
+
+def open_descriptors() -> set[str]:
+    """The file descriptors this process holds, with what each points to."""
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds.add(f"{fd}->{os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            pass  # the descriptor listdir itself used
+    return fds
+
+
+def failing_constructions(tmp_path):
+    """Logger arguments that fail at several stages of construction, after other outputs open."""
+    yield "unknown keyword", {"maxlne": 5}, TypeError
+    yield "bad formatter", {"maxlen": 5, "formatter": 42}, TypeError
+    yield "indent", {"filename": tmp_path / "i.jsonl", "indent": 2}, ValueError
+    yield "bad maxlen", {"filename": tmp_path / "m.jsonl", "maxlen": -1}, ValueError
+    missing = tmp_path / "missing" / "x.jsonl"
+    yield "missing directory", {"maxlen": 5, "filename": missing}, OSError
+    if importlib.util.find_spec("zmq") is not None:
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = f"tcp://127.0.0.1:{holder.getsockname()[1]}"
+        arguments = {
+            "maxlen": 5,
+            "filename": tmp_path / "s.jsonl.gz",
+            "stream": True,
+            "stream_address": busy,
+        }
+        yield "stream port in use", arguments, OSError
+        holder.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_failed_construction_leaves_no_handler_thread_or_descriptor(tmp_path):
+    """Whatever stage a constructor fails at, no handler, thread, descriptor or logger is left."""
+    for what, arguments, error in failing_constructions(tmp_path):
+        threads = set(threading.enumerate())
+        descriptors = open_descriptors()
+        with pytest.raises(error):
+            mimir.Logger(name="failing", **arguments)
+        gc.collect()
+        assert set(threading.enumerate()) == threads, what
+        assert open_descriptors() == descriptors, what
+        assert "mimir.failing" not in logging.Logger.manager.loggerDict, what
+        assert not any(
+            isinstance(ref(), mimir.MemoryHandler)
+            for ref in logging._handlerList  # type: ignore[attr-defined]
+        ), what
+
+
+FAILED_BIND = """
+import mimir
+first = mimir.Logger(stream=True, formatter=None, stream_address="tcp://127.0.0.1:0",
+                     replay_address="tcp://127.0.0.1:0")
+first.log({"i": 1})
+mimir.Logger("run.jsonl.gz", maxlen=5, stream=True, formatter=None,
+             stream_address=first.stream.address, replay_address="tcp://127.0.0.1:0")
+"""
+
+
+def test_failed_stream_bind_leaves_no_noise_at_exit(tmp_path):
+    """A script that dies on a port in use prints its OSError and nothing from logging at exit."""
+    pytest.importorskip("zmq")
+    result = subprocess.run(
+        [sys.executable, "-c", FAILED_BIND],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "address already in use" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("OSError:"), result.stderr
+    assert "Exception ignored" not in result.stderr
+    assert "AttributeError" not in result.stderr
 
 
 def test_repr_names_the_logger():
     """repr() shows the stdlib logger's name and state."""
-    logger = mimir.Logger("shown", formatter=None)
+    logger = mimir.Logger(name="shown", formatter=None)
     assert "mimir.shown" in repr(logger)
     logger.close()
     assert "closed" in repr(logger)
