@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
+from mimir._json import SerializationError
 from mimir.formatter import JSONFormatter
 
 __all__ = ["EntriesDropped", "Handler", "as_line"]
+
+# Distinct encoding failures counted per handler; further ones share one count.
+_MAX_FAILURE_KINDS = 64
 
 
 class EntriesDropped(RuntimeError):
@@ -26,6 +31,10 @@ class Handler(logging.Handler):
 
     ``failures`` counts every error that went to :meth:`handleError`, which also
     prints it unless :data:`logging.raiseExceptions` is false: no failure is silent.
+    An entry that cannot be encoded (:class:`~mimir.SerializationError`) is reported
+    in full the first time its cause (exception type and message) is seen, then as
+    one line with the count at the 2nd, 4th, 8th... occurrence, not a traceback per
+    entry.
     Without a formatter of its own, a handler writes entries with a default
     :class:`~mimir.JSONFormatter`.
     """
@@ -33,6 +42,7 @@ class Handler(logging.Handler):
     def __init__(self, level: int | str = logging.NOTSET) -> None:
         super().__init__(level)
         self.failures = 0
+        self._encoding_failures: dict[tuple[str, str], int] = {}
         self._default_formatter: JSONFormatter | None = None
         self.on_change: Callable[[], None] | None = None  # see mimir.Logger
 
@@ -84,9 +94,35 @@ class Handler(logging.Handler):
         raise NotImplementedError
 
     def handleError(self, record: logging.LogRecord | None) -> None:
-        """Count the failure, then report it as the standard library does."""
+        """Count the failure, then report it as the standard library does.
+
+        Repeated encoding failures of one cause are reported briefly (see the class).
+        """
         self.failures += 1
+        error = sys.exc_info()[1]
+        if isinstance(error, SerializationError) and not self._first_of_its_kind(error):
+            return
         super().handleError(record)  # type: ignore[arg-type]
+
+    def _first_of_its_kind(self, error: SerializationError) -> bool:
+        """Count ``error`` by cause; True the first time, else maybe print one short line."""
+        cause = error.__cause__ or error
+        key = (type(cause).__qualname__, str(error))
+        counts = self._encoding_failures
+        if key not in counts and len(counts) >= _MAX_FAILURE_KINDS:
+            key = ("", "other encoding failures")
+        count = counts[key] = counts.get(key, 0) + 1
+        if count == 1 and key[0]:
+            return True
+        if count & (count - 1) == 0 and logging.raiseExceptions and sys.stderr is not None:
+            try:
+                sys.stderr.write(
+                    f"--- Logging error: {self!r} could not encode {count} entries so far "
+                    f"for the same cause, not written: {key[1]}\n"
+                )
+            except Exception:
+                pass  # as logging.Handler.handleError: stderr itself may be gone
+        return False
 
     def report(self, message: str) -> None:
         """Count and report a failure that happened away from any record (a background write).

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,11 +16,13 @@ from mimir._record import EntryRecord
 
 __all__ = ["JSONFormatter"]
 
-# Attributes under which a formatter caches its work on a record, so that an entry
-# is built and encoded once however many handlers share the formatter. Leading
-# underscores keep them out of python-json-logger's "extra" fields.
-_ENTRY_CACHE = "_mimir_entry"
-_LINE_CACHE = "_mimir_line"
+# Attribute under which a formatter caches its work on a record, so that an entry
+# is built and encoded once however many handlers share the formatter. The leading
+# underscore keeps it out of python-json-logger's "extra" fields.
+_CACHE = "_mimir_entry"
+
+# Positions in the cached list.
+_TOKEN, _SIZE, _MSG, _ARGS, _ENTRY, _LINE = range(6)
 
 
 class JSONFormatter(JsonFormatter):
@@ -33,19 +36,29 @@ class JSONFormatter(JsonFormatter):
       ``exc_info``.
 
     Fields are configured as in python-json-logger (``fmt="%(asctime)s %(levelname)s"``,
-    ``rename_fields``, ``static_fields``, ``timestamp`` ...). The ``json.dumps`` options
+    ``rename_fields``, ``static_fields``, ``timestamp``, ``defaults``, ``prefix``,
+    ``reserved_attrs``, ``exc_info_as_array`` ...). The ``json.dumps`` options
     ``default``, ``cls``, ``ensure_ascii`` (default ``False``: UTF-8 out), ``sort_keys``,
     ``separators`` (default compact), ``allow_nan``, ``skipkeys`` and ``check_circular``
-    are honoured. ``default`` and ``cls`` may be import paths, for dictConfig.
+    are honoured, and so are python-json-logger's names ``json_default``,
+    ``json_encoder``, ``json_ensure_ascii`` and ``json_serializer``. ``default``,
+    ``cls`` and ``json_serializer`` may be import paths, for dictConfig. ``indent``
+    and ``json_indent`` are refused: an entry is one line.
 
-    NumPy scalars, 0-d arrays and 0-d tensors are written as numbers; NaN and
-    infinities as ``NaN``/``Infinity``/``-Infinity``. A value that cannot be
-    written raises :class:`mimir.SerializationError` naming its key path.
+    Values JSON cannot represent are converted as python-json-logger converts them,
+    except that numbers stay numbers (NumPy arrays become lists, NumPy scalars,
+    ``Decimal`` and 0-d tensors numbers); ``default``/``cls`` are asked first. NaN
+    and infinities are written as ``NaN``/``Infinity``/``-Infinity``. An entry that
+    still cannot be written (a ``default`` that fails, a circular reference, NaN with
+    ``allow_nan=False``) raises :class:`mimir.SerializationError` naming its key path.
 
     The entry (a dict) and its JSON line are cached on the record, so several
-    handlers sharing one formatter encode each record once. The customisation
-    hooks of python-json-logger (``add_fields``, ``process_log_record``,
-    ``jsonify_log_record``, ``serialize_log_record``) are called as usual.
+    handlers sharing one formatter encode each record once; the cache is rebuilt
+    when a filter has since added an attribute or replaced ``msg`` or ``args``. The
+    record itself is changed only as the stdlib formatters change it (``message``,
+    ``asctime``). The customisation hooks of python-json-logger (``add_fields``,
+    ``process_log_record``, ``jsonify_log_record``, ``serialize_log_record``) are
+    called as usual.
     """
 
     def __init__(
@@ -55,27 +68,41 @@ class JSONFormatter(JsonFormatter):
         style: str = "%",
         validate: bool = True,
         *,
-        default: Any = None,
-        cls: Any = None,
-        ensure_ascii: bool = False,
+        default: Callable[[Any], Any] | str | None = None,
+        cls: type | str | None = None,
+        ensure_ascii: bool | None = None,
         sort_keys: bool = False,
         separators: Sequence[str] | None = None,
         allow_nan: bool = True,
         skipkeys: bool = False,
         check_circular: bool = True,
         indent: Any = None,
+        json_default: Callable[[Any], Any] | str | None = None,
+        json_encoder: type | str | None = None,
+        json_serializer: Callable[..., Any] | str | None = None,
+        json_indent: Any = None,
+        json_ensure_ascii: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        if json_indent is not None:
+            raise ValueError(
+                "json_indent= is not supported: every entry must be written as one line of "
+                "JSON; pretty-print when reading instead (for example `mimir cat FILE | jq .`)"
+            )
+        default = _one_of("default", default, "json_default", json_default)
+        cls = _one_of("cls", cls, "json_encoder", json_encoder)
+        ensure_ascii = _one_of("ensure_ascii", ensure_ascii, "json_ensure_ascii", json_ensure_ascii)
         self.encoder = Encoder(
             default=default,
             cls=cls,
-            ensure_ascii=ensure_ascii,
+            ensure_ascii=bool(ensure_ascii),
             sort_keys=sort_keys,
             separators=separators,
             allow_nan=allow_nan,
             skipkeys=skipkeys,
             check_circular=check_circular,
             indent=indent,
+            serializer=json_serializer,
         )
         super().__init__(
             fmt,
@@ -83,19 +110,21 @@ class JSONFormatter(JsonFormatter):
             style,
             validate,
             json_default=self.encoder.user_default,
-            json_ensure_ascii=ensure_ascii,
+            json_encoder=self.encoder.user_cls,
+            json_serializer=self.encoder.serializer or json.dumps,
+            json_ensure_ascii=bool(ensure_ascii),
             **kwargs,
         )
-        self._skip_fields.update((_ENTRY_CACHE, _LINE_CACHE))
         # Identifies this formatter's work cached on records; unlike the formatter
         # itself it can be pickled with a record (then it matches nothing).
         self._cache_token = object()
-        required = list(self._required_fields)
+        fields = list(fmt) if _is_field_sequence(fmt) else self.parse()
+        self._skip = frozenset(fields) | frozenset(self.reserved_attrs)
         # Fields added to structured entries: only what the user asked for.
-        self._entry_fields = [field for field in required if field != "message"]
+        self._entry_fields = [field for field in fields if field != "message"]
         # Ordinary records always carry their message.
-        self._message_fields = required if "message" in required else ["message", *required]
-        self._needs_asctime = "asctime" in required
+        self._message_fields = fields if "message" in fields else ["message", *fields]
+        self._needs_asctime = "asctime" in fields
         # With nothing configured, a structured entry is copied as it is.
         self._plain = not (
             self._entry_fields
@@ -104,13 +133,15 @@ class JSONFormatter(JsonFormatter):
             or self.rename_fields
             or self.timestamp
             or self.rename_fields_keep_missing
+            or self.prefix
+            or self.encoder.serializer is not None
         )
 
     def entry(self, record: logging.LogRecord) -> dict[str, Any]:
         """Return the entry for ``record`` as a dict (built once per record)."""
-        cached = record.__dict__.get(_ENTRY_CACHE)
-        if cached is not None and cached[0] is self._cache_token:
-            return cached[1]
+        cached = self._cached(record)
+        if cached is not None:
+            return cached[_ENTRY]
         msg = record.msg
         if isinstance(msg, Mapping):
             message_dict: Mapping[str, Any] = msg
@@ -124,26 +155,43 @@ class JSONFormatter(JsonFormatter):
         log_data: dict[str, Any] = {}
         self.add_fields(log_data, record, message_dict)
         log_data = self.process_log_record(log_data)
-        record.__dict__[_ENTRY_CACHE] = (self._cache_token, log_data)
+        cache = [self._cache_token, 0, msg, record.args, log_data, None]
+        record.__dict__[_CACHE] = cache
+        cache[_SIZE] = len(record.__dict__)
         return log_data
 
     def format(self, record: logging.LogRecord) -> str:
         """Return the entry for ``record`` as one line of JSON (encoded once per record)."""
-        cached = record.__dict__.get(_LINE_CACHE)
-        if cached is not None and cached[0] is self._cache_token:
-            return cached[1]
-        line = self.serialize_log_record(self.entry(record))
-        record.__dict__[_LINE_CACHE] = (self._cache_token, line)
+        cached = self._cached(record)
+        if cached is not None and cached[_LINE] is not None:
+            return cached[_LINE]
+        entry = self.entry(record)
+        line = self.serialize_log_record(entry)
+        record.__dict__[_CACHE][_LINE] = line
         return line
+
+    def _cached(self, record: logging.LogRecord) -> list[Any] | None:
+        """This formatter's cache on ``record``, if the record has not changed since."""
+        attributes = record.__dict__
+        cached = attributes.get(_CACHE)
+        if (
+            cached is not None
+            and cached[_TOKEN] is self._cache_token
+            and cached[_SIZE] == len(attributes)
+            and cached[_MSG] is record.msg
+            and cached[_ARGS] is record.args
+        ):
+            return cached
+        return None
 
     def _add_exception_fields(
         self, record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> dict[str, Any]:
-        if not message_dict.get("exc_info"):
-            if record.exc_info and not record.exc_text:
-                record.exc_text = self.formatException(record.exc_info)
-            if record.exc_text:
-                message_dict["exc_info"] = record.exc_text
+        """Add the traceback and stack as python-json-logger does, leaving the record as is."""
+        if record.exc_info and not message_dict.get("exc_info"):
+            message_dict["exc_info"] = self.formatException(record.exc_info)
+        if not message_dict.get("exc_info") and record.exc_text:
+            message_dict["exc_info"] = record.exc_text
         if record.stack_info and not message_dict.get("stack_info"):
             message_dict["stack_info"] = self.formatStack(record.stack_info)
         return message_dict
@@ -159,7 +207,7 @@ class JSONFormatter(JsonFormatter):
         if structured and self._plain:
             log_data.update(message_dict)
             if type(record) is not EntryRecord:  # Logger.log records carry no extras
-                merge_record_extra(record, log_data, reserved=self._skip_fields)
+                merge_record_extra(record, log_data, reserved=self._skip)
             return
         rename = self.rename_fields.get
         for field in self.defaults:
@@ -172,7 +220,7 @@ class JSONFormatter(JsonFormatter):
                 log_data[rename(key, key)] = value
         if type(record) is not EntryRecord:
             merge_record_extra(
-                record, log_data, reserved=self._skip_fields, rename_fields=self.rename_fields
+                record, log_data, reserved=self._skip, rename_fields=self.rename_fields
             )
         if self.timestamp:
             key = self.timestamp if isinstance(self.timestamp, str) else "timestamp"
@@ -184,3 +232,15 @@ class JSONFormatter(JsonFormatter):
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         """Encode ``log_data`` as one line of JSON with the configured options."""
         return self.encoder.encode(log_data)
+
+
+def _one_of(name: str, value: Any, pjl_name: str, pjl_value: Any) -> Any:
+    """The value of ``name=`` or of its python-json-logger spelling; refuse both at once."""
+    if value is not None and pjl_value is not None:
+        raise TypeError(f"give {name}= or {pjl_name}=, not both (they mean the same)")
+    return value if value is not None else pjl_value
+
+
+def _is_field_sequence(fmt: Any) -> bool:
+    """Whether ``fmt`` is a list of field names rather than a format string."""
+    return fmt is not None and not isinstance(fmt, str) and isinstance(fmt, Sequence)
