@@ -135,6 +135,7 @@ class ZMQForwardHandler(Handler):
         #: Entries thrown away: buffer full, closed, too big, or not sent by close().
         self.dropped = 0
         self._lock = threading.Lock()
+        self._life_lock = threading.RLock()  # close() and reopening
         self._closed = False
         self._dropping = False
         self._finalizer: Any = None
@@ -187,6 +188,8 @@ class ZMQForwardHandler(Handler):
                     return
                 self._idle = False
                 start = self._thread is None
+            elif self._closed and len(line) < MAX_MESSAGE_BYTES:
+                start = False  # closed by close(), dictConfig or logging.shutdown: reopen
             else:
                 self._lost += 1
                 self.dropped += 1
@@ -195,12 +198,43 @@ class ZMQForwardHandler(Handler):
                 self._dropping = True
                 why = self._drop_reason(len(line))
                 start = None
-        if start is None:
+        if start is False and self._closed:
+            if self._reopen():
+                self.add_line(line, record)
+            else:
+                self._drop_after_close(record)
+        elif start is None:
             self.report_dropped(f"{self!r}: {why}; entries are dropped (count in .dropped)", record)
         elif start:
             self._start()
         else:
             self._wake.set()
+
+    def _reopen(self) -> bool:
+        """After close(): send again (same identity, next sequence number); False if not yet."""
+        with self._life_lock:
+            with self._lock:
+                if not self._closed:
+                    return True
+                thread = self._thread
+            if thread is not None and thread.is_alive():
+                return False  # close() gave up waiting for it: it still owns the socket
+            with self._lock:
+                self._closed = self._stopping = self._dropping = False
+                self._room = self.queue_size
+                self._thread = None
+                self._idle = True
+            _fork.reset_after_fork(self)
+            return True
+
+    def _drop_after_close(self, record: logging.LogRecord | None) -> None:
+        with self._lock:
+            self._lost += 1
+            self.dropped += 1
+            if self._dropping:
+                return
+            self._dropping = True
+        self.report_dropped(f"{self!r}: closed; entries are dropped (count in .dropped)", record)
 
     def _drop_reason(self, size: int) -> str:
         if self._closed:
@@ -259,22 +293,24 @@ class ZMQForwardHandler(Handler):
         are lost too: the collector reports them as a gap.
         """
         try:
-            with self._lock:
-                closing = not self._closed
-                self._closed = True
-                self._room = 0
-                thread = self._thread
-            if closing:
-                if thread is not None and thread is not threading.current_thread():
-                    self._wake.set()
-                    thread.join(self.linger + _CLOSE_DRAIN_SECONDS + 1.0)
-                _fork.forget(self)
+            with self._life_lock:
+                with self._lock:
+                    closing = not self._closed
+                    self._closed = True
+                    self._room = 0
+                    thread = self._thread
+                if closing:
+                    if thread is not None and thread is not threading.current_thread():
+                        self._wake.set()
+                        thread.join(self.linger + _CLOSE_DRAIN_SECONDS + 1.0)
+                    _fork.forget(self)
         finally:
             super().close()
 
     def _after_fork_in_child(self) -> None:
         # Nothing of the parent's (socket, context, thread) is used or closed here.
         self._lock = threading.Lock()
+        self._life_lock = threading.RLock()
         self._dropping = False
         self._finalizer = None
         self.sent = self.dropped = 0

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import warnings
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,6 +135,42 @@ def test_entries_get_source_and_sequence(collector: Collector, tmp_path: Path) -
         0,
         0,
     )
+
+
+def test_p6_closed_forwarder_sends_again_as_the_same_sender(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """P6: after logging.shutdown() (what dictConfig runs), the next entries reach the
+    collector from the same sender, its sequence going on: no restart, no gap."""
+    handler = ZMQForwardHandler(collector.address, name="rank0")
+    log = forward_logger(handler, "reopen")
+    for i in range(10):
+        log.info({"i": i})
+    logging.shutdown([weakref.ref(handler)])
+    for i in range(10, 20):
+        log.info({"i": i})
+    handler.close()
+    assert (handler.sent, handler.dropped, handler.failures) == (20, 0, 0)
+    wait_until(lambda: collector.received == 20)
+    collector.stop()
+    assert [e["i"] for e in read_entries(tmp_path / "run.jsonl.gz")] == list(range(20))
+    (sender,) = collector.senders.values()
+    assert (sender.last_seq, sender.gaps, collector.restarts) == (20, 0, 0)
+
+
+def test_p6_collector_keeps_saving_after_dictconfig(tmp_path: Path) -> None:
+    """P6: a dictConfig by other code closes the collector's own handlers; it saves on."""
+    with Collector(ANY_PORT, filename=tmp_path / "run.jsonl.gz", stream=ANY_PORT) as c:
+        c.start()
+        handler = ZMQForwardHandler(c.address)
+        handler.add_line(b'{"i":0}\n')
+        handler.flush()
+        wait_until(lambda: c.received == 1)
+        logging.config.dictConfig({"version": 1})  # closes every handler, ours too
+        handler.add_line(b'{"i":1}\n')
+        handler.close()
+        wait_until(lambda: c.received == 2)
+    assert [e["i"] for e in read_entries(tmp_path / "run.jsonl.gz")] == [0, 1]
 
 
 def test_plain_jsonl_and_existing_source_key(tmp_path: Path) -> None:
