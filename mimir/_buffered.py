@@ -184,6 +184,16 @@ class BufferedHandler(Handler):
         finally:
             super().close()
 
+    def abandon(self) -> None:
+        """For a subclass constructor that failed: never write, reopen or close anything.
+
+        The handler is already registered with :mod:`logging` (which closes it at
+        exit); this makes that close a no-op.
+        """
+        self._closed = True
+        atexit.unregister(self._exit_hook)
+        _fork.forget(self)
+
     def _reopen(self) -> None:
         """Open the output again after :meth:`close` (life lock held)."""
         with self._io_lock:

@@ -118,7 +118,12 @@ class GzlogFileHandler(BufferedHandler):
         self._handed_over = False  # the last batch went to the writer process
         self._use_writer = bool(writer_process and self.flush_interval)
         if self._use_writer:
-            self._start_writer()
+            try:
+                self._start_writer()
+            except BaseException:
+                self.abandon()
+                self._gzlog.close()
+                raise
 
     def _start_writer(self) -> None:
         """Start the writer process; without one, warn and write from this process."""

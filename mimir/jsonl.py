@@ -124,9 +124,15 @@ class JSONLFileHandler(BufferedHandler):
         self._fd = open_for_append(self.filename)
         try:
             super().__init__(flush_interval, flush_bytes, max_buffer_bytes, level)
-            self._terminate_torn_line()
         except BaseException:
             os.close(self._fd)
+            raise
+        try:
+            self._terminate_torn_line()
+        except BaseException:
+            self.abandon()
+            os.close(self._fd)
+            self._fd = -1
             raise
 
     def _terminate_torn_line(self) -> None:
