@@ -71,7 +71,7 @@ class Logger:
         maxlen: keep the last ``maxlen`` entries in memory (:class:`~mimir.MemoryHandler`),
             read with ``logger[-1]``, slices, ``len(logger)`` and iteration; 0 keeps
             none, ``None`` keeps every entry (memory then grows with the run).
-        stream: publish every entry over ZeroMQ (:class:`~mimir.ZMQStreamHandler`)
+        stream: publish every entry over ZeroMQ (:class:`~mimir.zmq_handler.ZMQStreamHandler`)
             on ``stream_address``, for ``mimir tail``, :mod:`mimir.stream` clients and
             live plots. Needs ``pip install "mimir-logger[zmq]"``.
         stream_maxlen: replay the last ``stream_maxlen`` entries to clients that join
