@@ -122,7 +122,7 @@ class Logger:
             raise TypeError(f"name must be a str or None, got {type(name).__name__}")
         console_formatter = _console_formatter(formatter)
         self.json_formatter = JSONFormatter(**json_kwargs)
-        #: The handlers this object made, in order (memory, file, stream, console);
+        #: The handlers this object made, in order (memory, stream, file, console);
         #: :meth:`flush` and :meth:`close` act on every handler in this list.
         self.handlers: list[logging.Handler] = []
         self.memory: MemoryHandler | None = None
@@ -132,19 +132,19 @@ class Logger:
         try:
             if maxlen is None or maxlen:
                 self.memory = self._own(MemoryHandler(sys.maxsize if maxlen is None else maxlen))
-            if filename is not None and os.fspath(filename).endswith(".gz"):
-                line_handlers.append(
-                    self._own(GzlogFileHandler(filename, lock_timeout=lock_timeout))
-                )
-            elif filename is not None:
-                line_handlers.append(self._own(JSONLFileHandler(filename)))
-            if stream:
+            if stream:  # before the file: a port in use then leaves no new file behind
                 from mimir.zmq_handler import ZMQStreamHandler
 
                 self.stream = self._own(
                     ZMQStreamHandler(stream_address, replay_address, replay=stream_maxlen)
                 )
                 line_handlers.append(self.stream)
+            if filename is not None and os.fspath(filename).endswith(".gz"):
+                line_handlers.append(
+                    self._own(GzlogFileHandler(filename, lock_timeout=lock_timeout))
+                )
+            elif filename is not None:
+                line_handlers.append(self._own(JSONLFileHandler(filename)))
             if console_formatter is not None:
                 console = ConsoleHandler()
                 console.setFormatter(console_formatter)

@@ -653,9 +653,11 @@ def test_failed_construction_leaves_no_handler_thread_or_descriptor(tmp_path):
     for what, arguments, error in failing_constructions(tmp_path):
         threads = set(threading.enumerate())
         descriptors = open_descriptors()
+        files = set(tmp_path.rglob("*"))
         with pytest.raises(error):
             mimir.Logger(name="failing", **arguments)
         gc.collect()
+        assert set(tmp_path.rglob("*")) == files, what
         assert set(threading.enumerate()) == threads, what
         assert open_descriptors() == descriptors, what
         assert "mimir.failing" not in logging.Logger.manager.loggerDict, what
