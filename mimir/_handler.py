@@ -116,9 +116,10 @@ class Handler(logging.Handler):
             return True
         if count & (count - 1) == 0 and logging.raiseExceptions and sys.stderr is not None:
             try:
+                cause_text = key[1] if len(key[1]) <= 160 else key[1][:157] + "..."
                 sys.stderr.write(
                     f"--- Logging error: {self!r} could not encode {count} entries so far "
-                    f"for the same cause, not written: {key[1]}\n"
+                    f"for the same cause, not written: {cause_text}\n"
                 )
             except Exception:
                 pass  # as logging.Handler.handleError: stderr itself may be gone

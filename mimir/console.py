@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pythonjsonlogger import defaults as _pjl
+
 __all__ = ["ConsoleFormatter", "ConsoleHandler", "render_entry"]
 
 _INDENT = "  "
@@ -20,7 +22,10 @@ def _scalar(value: Any) -> str:
         return f"{value:.6g}"
     if isinstance(value, str):
         return value
-    return repr(value)
+    try:
+        return repr(value)
+    except Exception:  # a broken __repr__ must not cost the whole line
+        return _pjl.unknown_default(value)
 
 
 def render_entry(entry: Mapping[str, Any], indent: str = "") -> str:
