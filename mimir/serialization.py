@@ -1,6 +1,8 @@
 """Round-trip NumPy arrays through JSON entries.
 
-Pass :func:`serialize_numpy` as ``default=`` when logging and :func:`deserialize_numpy`
+Without any option an array is written as a (nested) list of numbers, which loses
+its dtype and, for an empty array, its shape. To get the same array back, pass
+:func:`serialize_numpy` as ``default=`` when logging and :func:`deserialize_numpy`
 as ``object_hook=`` when reading::
 
     logger = mimir.Logger(filename="run.jsonl", default=serialize_numpy)
@@ -21,7 +23,11 @@ __all__ = ["deserialize_numpy", "serialize_numpy"]
 
 
 def serialize_numpy(obj: Any) -> dict[str, Any]:
-    """Encode a NumPy array as a JSON-ready dict; raise ``TypeError`` for anything else."""
+    """Encode a NumPy array as a JSON-ready dict; raise ``TypeError`` for anything else.
+
+    The ``TypeError`` leaves other values, and arrays of Python objects, to the
+    formatter's own conversions (an object array becomes a list).
+    """
     numpy = _numpy_if_loaded()
     if numpy is None or not isinstance(obj, numpy.ndarray):
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
