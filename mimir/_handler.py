@@ -13,7 +13,7 @@ from mimir.formatter import JSONFormatter
 __all__ = ["EntriesDropped", "Handler", "as_line"]
 
 # Distinct encoding failures counted per handler; further ones share one count.
-_MAX_FAILURE_KINDS = 64
+_MAX_FAILURE_KINDS = 16
 
 
 class EntriesDropped(RuntimeError):
