@@ -92,7 +92,12 @@ class Logger:
     The stdlib logger is at ``.logger``; it does not propagate to the root logger.
     Handlers can be added to it, removed or reconfigured like those of any
     logger, by code or by :func:`logging.config.dictConfig`: every entry goes to
-    the handlers attached at that moment. :meth:`close` removes and closes the
+    the handlers attached at that moment. Its level, filters and
+    :func:`logging.disable` apply as usual, but not its ``disabled`` flag: that is
+    what :func:`~logging.config.dictConfig` and :func:`~logging.config.fileConfig`
+    set on every logger they do not name (``disable_existing_loggers``), so a
+    library configuring its own logging at start-up would silence the run. The
+    next entry logged through this object clears it. :meth:`close` removes and closes the
     handlers in :attr:`handlers`: those this object made, and any you append.
     Two Loggers given the same name share that stdlib logger, and so each
     other's handlers.
@@ -186,6 +191,8 @@ class Logger:
         direct = self._direct
         if direct is None or not direct(entry):
             logger = self.logger
+            if logger.disabled:
+                logger.disabled = False  # by another configuration: see the class docstring
             if logger.isEnabledFor(logging.INFO):
                 logger.handle(self._make_record(entry))
 
@@ -228,8 +235,11 @@ class Logger:
             if logger.handlers != expected or logger.filters or logger.propagate:
                 return False
             quick = 0 < logger.level <= info and manager.disable < info and not logger.disabled
-            if not quick and not logger.isEnabledFor(info):
-                return True  # disabled: nothing to do, as logger.handle() would
+            if not quick:
+                if logger.disabled:
+                    logger.disabled = False  # as in log()
+                if not logger.isEnabledFor(info):
+                    return True  # below the level: nothing to do, as logger.handle() would
             if remember is not None:
                 entry = dict(entry)  # the ring keeps a copy, as the formatter would build
                 remember(entry)
