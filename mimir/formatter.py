@@ -139,9 +139,37 @@ class JSONFormatter(JsonFormatter):
 
     def entry(self, record: logging.LogRecord) -> dict[str, Any]:
         """Return the entry for ``record`` as a dict (built once per record)."""
-        cached = self._cached(record)
-        if cached is not None:
+        attributes = record.__dict__
+        cached = attributes.get(_CACHE)
+        if (
+            cached is not None
+            and cached[_TOKEN] is self._cache_token
+            and cached[_SIZE] == len(attributes)
+            and cached[_MSG] is record.msg
+            and cached[_ARGS] is record.args
+        ):
             return cached[_ENTRY]
+        return self._build(record)[_ENTRY]
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the entry for ``record`` as one line of JSON (encoded once per record)."""
+        attributes = record.__dict__
+        cached = attributes.get(_CACHE)
+        if not (
+            cached is not None
+            and cached[_TOKEN] is self._cache_token
+            and cached[_SIZE] == len(attributes)
+            and cached[_MSG] is record.msg
+            and cached[_ARGS] is record.args
+        ):
+            cached = self._build(record)
+        line = cached[_LINE]
+        if line is None:
+            line = cached[_LINE] = self.serialize_log_record(cached[_ENTRY])
+        return line
+
+    def _build(self, record: logging.LogRecord) -> list[Any]:
+        """Build the entry for ``record`` and cache it there, keyed to the record's state."""
         msg = record.msg
         if isinstance(msg, Mapping):
             message_dict: Mapping[str, Any] = msg
@@ -155,34 +183,12 @@ class JSONFormatter(JsonFormatter):
         log_data: dict[str, Any] = {}
         self.add_fields(log_data, record, message_dict)
         log_data = self.process_log_record(log_data)
-        cache = [self._cache_token, 0, msg, record.args, log_data, None]
-        record.__dict__[_CACHE] = cache
-        cache[_SIZE] = len(record.__dict__)
-        return log_data
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Return the entry for ``record`` as one line of JSON (encoded once per record)."""
-        cached = self._cached(record)
-        if cached is not None and cached[_LINE] is not None:
-            return cached[_LINE]
-        entry = self.entry(record)
-        line = self.serialize_log_record(entry)
-        record.__dict__[_CACHE][_LINE] = line
-        return line
-
-    def _cached(self, record: logging.LogRecord) -> list[Any] | None:
-        """This formatter's cache on ``record``, if the record has not changed since."""
         attributes = record.__dict__
-        cached = attributes.get(_CACHE)
-        if (
-            cached is not None
-            and cached[_TOKEN] is self._cache_token
-            and cached[_SIZE] == len(attributes)
-            and cached[_MSG] is record.msg
-            and cached[_ARGS] is record.args
-        ):
-            return cached
-        return None
+        cache = [self._cache_token, 0, msg, record.args, log_data, None]
+        attributes[_CACHE] = cache
+        # Counted with the cache in place: a later attribute (a filter's) changes it.
+        cache[_SIZE] = len(attributes)
+        return cache
 
     def _add_exception_fields(
         self, record: logging.LogRecord, message_dict: dict[str, Any]
