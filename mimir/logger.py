@@ -7,7 +7,6 @@ import difflib
 import inspect
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +135,7 @@ class Logger:
         line_handlers: list[BufferedHandler | ZMQStreamHandler] = []
         try:
             if maxlen is None or maxlen:
-                self.memory = self._own(MemoryHandler(sys.maxsize if maxlen is None else maxlen))
+                self.memory = self._own(MemoryHandler(maxlen))
             if stream:  # before the file: a port in use then leaves no new file behind
                 from mimir.zmq_handler import ZMQStreamHandler
 

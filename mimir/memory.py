@@ -17,7 +17,8 @@ class MemoryHandler(Handler, Sequence):
     """Keeps the last ``maxlen`` entries in memory, as dicts, readable as a sequence.
 
     ``handler[-1]`` is the newest entry; slices, ``len()`` and iteration work as on a
-    list. ``maxlen=0`` keeps nothing and ``maxlen=sys.maxsize`` keeps everything.
+    list. ``maxlen=0`` keeps nothing and ``maxlen=None`` keeps everything (as with
+    :class:`collections.deque`).
     Reading is safe while other threads log: every read works on a consistent
     snapshot.
 
@@ -28,20 +29,24 @@ class MemoryHandler(Handler, Sequence):
     from each record), not records.
     """
 
-    def __init__(self, maxlen: int = 1000, level: int | str = logging.NOTSET) -> None:
-        if isinstance(maxlen, bool) or not isinstance(maxlen, int):
-            raise TypeError(f"maxlen must be an int, got {type(maxlen).__name__}")
-        if maxlen < 0:
-            raise ValueError(f"maxlen must be >= 0 (0 keeps nothing), got {maxlen}")
+    def __init__(self, maxlen: int | None = 1000, level: int | str = logging.NOTSET) -> None:
+        if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int)):
+            raise TypeError(f"maxlen must be an int or None, got {type(maxlen).__name__}")
+        if maxlen is not None and maxlen < 0:
+            raise ValueError(
+                f"maxlen must be >= 0 (0 keeps nothing) or None (keeps all), got {maxlen}"
+            )
         super().__init__(level)
         self.maxlen = maxlen
-        self._ring: deque[dict[str, Any]] = deque(maxlen=min(maxlen, sys.maxsize))
+        self._ring: deque[dict[str, Any]] = deque(
+            maxlen=None if maxlen is None else min(maxlen, sys.maxsize)
+        )
         # add_entry(entry): add an entry that is already built (used by mimir.Logger.log).
         self.add_entry: Callable[[dict[str, Any]], None] = self._ring.append
 
     def emit(self, record: logging.LogRecord) -> None:
         """Add the record's entry to the ring."""
-        if not self.maxlen:
+        if self.maxlen == 0:
             return
         try:
             self._ring.append(self.entry(record))

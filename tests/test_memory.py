@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc
 import logging
+import logging.config
 import sys
 import threading
 
@@ -69,15 +70,30 @@ def test_maxlen_zero_keeps_nothing():
         handler[-1]
 
 
-def test_maxlen_sys_maxsize_keeps_everything():
-    """maxlen=sys.maxsize keeps every entry."""
-    handler = MemoryHandler(sys.maxsize)
+@pytest.mark.parametrize("maxlen", [sys.maxsize, None], ids=["maxsize", "None"])
+def test_maxlen_none_or_sys_maxsize_keeps_everything(maxlen):
+    """maxlen=None (as for collections.deque) or sys.maxsize keeps every entry."""
+    handler = MemoryHandler(maxlen)
     logger = make_logger(handler)
     for i in range(5000):
         logger.info({"i": i})
     assert len(handler) == 5000
     assert handler[0] == {"i": 0}
     assert handler[-1] == {"i": 4999}
+
+
+def test_maxlen_none_from_dictconfig():
+    """dictConfig can ask for an unbounded ring (YAML/JSON null)."""
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {"ring": {"class": "mimir.MemoryHandler", "maxlen": None}},
+            "loggers": {"mimir.test.ring": {"handlers": ["ring"], "level": "INFO"}},
+        }
+    )
+    handler = logging.getLogger("mimir.test.ring").handlers[0]
+    assert handler.maxlen is None
 
 
 def test_default_maxlen_is_1000():
