@@ -137,6 +137,15 @@ class JSONFormatter(JsonFormatter):
             or self.encoder.serializer is not None
         )
 
+    @property
+    def plain(self) -> bool:
+        """Whether a structured entry (a mapping message) is written exactly as logged.
+
+        True when no field, default, renaming, prefix, timestamp or serializer is
+        configured: the line is then the mapping itself, keys unchanged.
+        """
+        return self._plain
+
     def entry(self, record: logging.LogRecord) -> dict[str, Any]:
         """Return the entry for ``record`` as a dict (built once per record)."""
         attributes = record.__dict__

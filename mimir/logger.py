@@ -353,8 +353,7 @@ def _console_formatter(formatter: Any) -> logging.Formatter | None:
 
 def _adds_nothing(formatter: JSONFormatter) -> bool:
     """Whether ``formatter`` writes a structured entry exactly as logged."""
-    # _plain: the formatter's own answer; to be read through a public property.
-    return type(formatter) is JSONFormatter and bool(formatter._plain)
+    return type(formatter) is JSONFormatter and formatter.plain
 
 
 def _keyword_names(function: Callable[..., Any]) -> list[str]:

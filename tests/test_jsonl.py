@@ -333,15 +333,17 @@ def test_unserializable_entry_is_reported_and_others_kept(log_path, capsys, read
     """An entry that cannot be written is reported with its key path; the others are written."""
     handler = JSONLFileHandler(log_path)
     logger = make_logger(handler)
+    loop: list = []
+    loop.append(loop)  # a list that contains itself has no JSON form
     logger.info({"i": 0})
-    logger.info({"i": 1, "bad": {1, 2}})
-    logger.info({"i": 2})
+    logger.info({"i": 1, "bad": {"history": loop}})
+    logger.info({"i": 2, "ids": {2, 1}})  # a set is written as a sorted list
     handler.close()
-    assert read_jsonl(log_path) == [{"i": 0}, {"i": 2}]
+    assert read_jsonl(log_path) == [{"i": 0}, {"i": 2, "ids": [1, 2]}]
     assert handler.failures == 1
     err = capsys.readouterr().err
-    assert "entry['bad']" in err
-    assert "default=" in err
+    assert "entry['bad']['history']" in err
+    assert "contains itself" in err
 
 
 def test_write_failures_are_reported_once_and_counted(capsys, full_disk):

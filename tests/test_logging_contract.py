@@ -33,7 +33,19 @@ def make_logger(*handlers: logging.Handler, name: str = "mimir-test-contract") -
 
 
 class Unserializable:
-    """A value no JSON encoder accepts without default=."""
+    """A value only a default= (or Mímir's own conversions) can write."""
+
+
+def refuse(value: object) -> object:
+    """A default= that fails on every value it is asked about."""
+    raise ValueError(f"cannot convert {type(value).__name__}")
+
+
+def unencodable() -> list:
+    """A value no JSON encoder can write: a list that contains itself."""
+    loop: list = []
+    loop.append(loop)
+    return loop
 
 
 def raising_formatter(exception: BaseException, hook: str) -> JSONFormatter:
@@ -102,6 +114,7 @@ def test_p1_control_flow_exceptions_from_default_propagate_through_logger(
 def test_p1_serialization_error_goes_to_handle_error(log_path, closing, capsys):
     """An unserializable entry is reported through handleError with its key path, and counted."""
     handler = closing(JSONLFileHandler(log_path, flush_interval=0))
+    handler.setFormatter(JSONFormatter(default=refuse))
     make_logger(handler).info({"data": [Unserializable()]})
     assert handler.failures == 1
     err = capsys.readouterr().err
@@ -112,7 +125,7 @@ def test_p1_serialization_error_goes_to_handle_error(log_path, closing, capsys):
 def test_p1_serialization_error_through_mimir_logger(log_path, capsys):
     """mimir.Logger.log of an unserializable entry never raises; the failure is counted."""
     with mimir.Logger(filename=log_path, maxlen=5, formatter=None) as logger:
-        logger.log({"data": Unserializable()})
+        logger.log({"data": unencodable()})
         failures = sum(getattr(h, "failures", 0) for h in logger.logger.handlers)
     assert failures == 1
     assert "entry['data']" in capsys.readouterr().err
@@ -157,7 +170,7 @@ def test_p1_without_raise_exceptions_nothing_is_printed_but_failures_count(
         handler = closing(JSONLFileHandler(log_path, flush_interval=0))
     if failure == "formatter":
         handler.setFormatter(raising_formatter(ValueError("boom"), "jsonify_log_record"))
-    entry = {"x": Unserializable()} if failure == "serialization" else {"x": 1}
+    entry = {"x": unencodable()} if failure == "serialization" else {"x": 1}
     make_logger(handler).info(entry)
     assert handler.failures >= 1
     captured = capsys.readouterr()
@@ -173,7 +186,7 @@ def test_p1_nothing_logged_before_a_failure_is_lost(log_path, closing):
     logger = make_logger(file_handler, ring)
     for i in range(10):
         logger.info({"i": i})
-    logger.info({"i": "bad", "x": Unserializable()})
+    logger.info({"i": "bad", "x": unencodable()})
     for i in range(10, 20):
         logger.info({"i": i})
     file_handler.close()
@@ -275,7 +288,7 @@ def test_p2_own_warnings_and_errors_with_handlers_on_root(tmp_path, capsys):
             warnings.simplefilter("always")
             opened.append(JSONLFileHandler(torn))  # warns through logging
         child.info({"i": 0})
-        child.info({"bad": Unserializable()})
+        child.info({"bad": unencodable()})
         child.info({"i": 1})
         root_file.flush()
 
@@ -341,7 +354,7 @@ def test_p2_handle_error_output_is_not_logged_again(log_path, capsys):
     root.addHandler(counter)
     try:
         errors = run_in_thread(
-            lambda: [logging.getLogger("mimir.test.p2-rec").info({"x": Unserializable()})]
+            lambda: [logging.getLogger("mimir.test.p2-rec").info({"x": unencodable()})]
         )
         assert errors == []
         assert sum(counter.names.values()) == 1
