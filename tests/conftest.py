@@ -46,7 +46,15 @@ def _restore_logging() -> Iterator[None]:
         for name, obj in manager.loggerDict.items()
         if _is_mimir_name(name)
     }
+    # dictConfig and fileConfig disable every logger they do not name.
+    disabled = {
+        obj: obj.disabled
+        for obj in manager.loggerDict.values()
+        if isinstance(obj, logging.Logger)
+    }
     yield
+    for obj, was_disabled in disabled.items():
+        obj.disabled = was_disabled
     if not capturing_warnings:
         logging.captureWarnings(False)
     logging.raiseExceptions = raise_exceptions
