@@ -98,7 +98,7 @@ def log_a_request_cycle(log: logging.Logger) -> int:
         },
     )
     try:
-        1 / 0
+        raise ZeroDivisionError("division by zero")
     except ZeroDivisionError:
         log.exception("step %d failed", 3)
     log.warning("slow step", stack_info=True)
