@@ -187,28 +187,30 @@ class ZMQForwardHandler(Handler):
                 if count or not self._idle:
                     return
                 self._idle = False
-                start = self._thread is None
+                action = "start" if self._thread is None else "wake"
             elif self._closed and len(line) < MAX_MESSAGE_BYTES:
-                start = False  # closed by close(), dictConfig or logging.shutdown: reopen
+                action = "reopen"  # closed by close(), dictConfig or logging.shutdown
             else:
-                self._lost += 1
-                self.dropped += 1
-                if self._dropping:
-                    return
-                self._dropping = True
-                why = self._drop_reason(len(line))
-                start = None
-        if start is False and self._closed:
-            if self._reopen():
-                self.add_line(line, record)
-            else:
-                self._drop_after_close(record)
-        elif start is None:
-            self.report_dropped(f"{self!r}: {why}; entries are dropped (count in .dropped)", record)
-        elif start:
+                action = "drop"
+        if action == "reopen" and self._reopen():
+            self.add_line(line, record)
+        elif action in ("reopen", "drop"):
+            self._drop(record, len(line))
+        elif action == "start":
             self._start()
         else:
             self._wake.set()
+
+    def _drop(self, record: logging.LogRecord | None, size: int) -> None:
+        """Count a dropped entry; report the first of a streak through handleError."""
+        with self._lock:
+            self._lost += 1
+            self.dropped += 1
+            if self._dropping:
+                return
+            self._dropping = True
+            why = self._drop_reason(size)
+        self.report_dropped(f"{self!r}: {why}; entries are dropped (count in .dropped)", record)
 
     def _reopen(self) -> bool:
         """After close(): send again (same identity, next sequence number); False if not yet."""
@@ -226,15 +228,6 @@ class ZMQForwardHandler(Handler):
                 self._idle = True
             _fork.reset_after_fork(self)
             return True
-
-    def _drop_after_close(self, record: logging.LogRecord | None) -> None:
-        with self._lock:
-            self._lost += 1
-            self.dropped += 1
-            if self._dropping:
-                return
-            self._dropping = True
-        self.report_dropped(f"{self!r}: closed; entries are dropped (count in .dropped)", record)
 
     def _drop_reason(self, size: int) -> str:
         if self._closed:
