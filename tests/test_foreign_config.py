@@ -128,11 +128,13 @@ def test_p6_a_second_dictconfig_reconfigures_mimir_handlers_without_losing_entri
                         "flush_interval": 60,
                     },
                 },
-                "loggers": {"app": {"handlers": ["plain", "compressed"], "level": "INFO"}},
+                "loggers": {
+                    "mimir.test.app": {"handlers": ["plain", "compressed"], "level": "INFO"}
+                },
             }
         )
 
-    app = logging.getLogger("app")
+    app = logging.getLogger("mimir.test.app")
     configure("")
     for i in range(50):
         app.info({"i": i})

@@ -113,7 +113,7 @@ def test_flask_style_pipeline_every_handler_gets_every_record(tmp_path: Path) ->
     stream = io.StringIO()
     configure(tmp_path, stream)
     logging.captureWarnings(True)
-    log = logging.getLogger("app")
+    log = logging.getLogger("mimir.test.flask")  # made after the configuration, as in Flask
     count = log_a_request_cycle(log)
     root = logging.getLogger()
     memory = next(h for h in root.handlers if isinstance(h, mimir.MemoryHandler))
