@@ -40,24 +40,37 @@ class Handler(logging.Handler):
     """
 
     def __init__(self, level: int | str = logging.NOTSET) -> None:
+        # Told when the level, formatter or filters change, however they are set
+        # (see mimir.Logger, whose direct path depends on them).
+        self.on_change: Callable[[], None] | None = None
         super().__init__(level)
         self.failures = 0
         self._encoding_failures: dict[tuple[str, str], int] = {}
         self._default_formatter: JSONFormatter | None = None
-        self.on_change: Callable[[], None] | None = None  # see mimir.Logger
 
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
 
-    def setLevel(self, level: int | str) -> None:
-        """Set the level, as the stdlib does, and tell ``on_change``."""
-        super().setLevel(level)
+    @property
+    def level(self) -> int:  # type: ignore[override]
+        """The handler's level; setting it (``setLevel`` or assignment) tells ``on_change``."""
+        return self._level
+
+    @level.setter
+    def level(self, value: int) -> None:
+        self._level = value
         self._changed()
 
-    def setFormatter(self, fmt: logging.Formatter | None) -> None:
-        """Set the formatter, as the stdlib does, and tell ``on_change``."""
-        super().setFormatter(fmt)
+    @property
+    def formatter(self) -> logging.Formatter | None:  # type: ignore[override]
+        """The handler's formatter; setting it (``setFormatter`` or assignment) tells
+        ``on_change``."""
+        return self._formatter
+
+    @formatter.setter
+    def formatter(self, value: logging.Formatter | None) -> None:
+        self._formatter = value
         self._changed()
 
     def addFilter(self, filter: Any) -> None:

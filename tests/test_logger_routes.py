@@ -253,6 +253,28 @@ def own_handler_level(s: Setup) -> Iterator[frozenset[str]]:
 
 
 @route()
+def own_handler_level_assigned(s: Setup) -> Iterator[frozenset[str]]:
+    s.file.level = logging.ERROR  # the attribute itself, not setLevel()
+    yield frozenset({"ring"})
+    s.file.level = logging.NOTSET
+    yield OWN
+
+
+@route()
+def own_handler_formatter_assigned(s: Setup) -> Iterator[frozenset[str]]:
+    changed_at = len(s.logger)
+    s.file.formatter = mimir.JSONFormatter(static_fields={"tag": "file"})  # not setFormatter()
+    yield OWN
+
+    def check() -> None:
+        lines = mimir.load(s.path)
+        tags = [entry.get("tag") for entry in lines]
+        assert tags == [None] * changed_at + ["file"] * (len(lines) - changed_at)
+
+    s.checks.append(check)
+
+
+@route()
 def own_handler_filter(s: Setup) -> Iterator[frozenset[str]]:
     def refuse(record: logging.LogRecord) -> bool:
         return False
