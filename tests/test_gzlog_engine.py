@@ -1,4 +1,4 @@
-"""Tests of the gzlog file-format engine (mimir/gzlog.py), reliability rows G1, G5, G9-G11."""
+"""Tests of the gzlog engine (mimir/gzlog/engine.py, lock.py), reliability rows G1, G5, G9-G11."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from mimir.gzlog import (
     GzlogError,
     GzlogWarning,
     check,
-    crc32_combine,
     recover,
 )
 
@@ -261,14 +260,6 @@ def test_new_log_is_exact_64_bytes(tmp_path):
     gzip_t(p)
     assert not aux(p, ".lock").exists()
     assert check(p)["valid"] is True
-
-
-def test_crc32_combine_matches_zlib():
-    """crc32_combine agrees with zlib.crc32 of the concatenation, lengths 0 to 2 MiB."""
-    rnd = random.Random(1)
-    for n in (0, 1, 7, 1000, 65536, 2 * 1024 * 1024 + 3):
-        a, b = rnd.randbytes(333), rnd.randbytes(n)
-        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), n) == zlib.crc32(a + b)
 
 
 def test_valid_gzip_after_each_append(tmp_path):
@@ -1229,28 +1220,6 @@ def test_wrong_dictionary_is_repaired_on_open(tmp_path):
     g.append(more)
     g.compress()
     expect_consistent(p, good + more)
-
-
-def test_raw_deflate_in_two_halves_is_one_valid_stream() -> None:
-    """Large data is deflated as two halves joined at a byte boundary: text or random
-    bytes inflate back to the data with the same dictionary, at any level, hardly larger."""
-    from mimir.gzlog import _SPLIT, _raw_deflate
-
-    rng = random.Random(11)
-    text = b"".join(b'{"iteration": %d, "loss": %r}\n' % (i, rng.random()) for i in range(40_000))
-    noise = rng.randbytes(len(text))  # incompressible: deflate emits stored blocks
-    cases = [(source, size) for source in (text, noise) for size in (1, 1000, _SPLIT)]
-    cases += [(source, size) for source in (text, noise) for size in (_SPLIT + 1, len(text))]
-    for source, size in cases:
-        data = source[:size]
-        for zdict in (None, bytes(rng.randrange(256) for _ in range(rng.randrange(1, 32768)))):
-            for level in (1, 4, 9):
-                out = _raw_deflate(data, zdict, level)
-                primed = {"zdict": zdict} if zdict else {}
-                assert zlib.decompressobj(-15, **primed).decompress(out) == data, (size, level)
-                whole = zlib.compressobj(level, zlib.DEFLATED, -15, **primed)
-                one = whole.compress(data) + whole.flush(zlib.Z_PARTIAL_FLUSH)
-                assert len(out) <= len(one) * 1.01 + 16, (size, level)
 
 
 # --- non-regular files, files moved aside -------------------------------------------------------

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,10 +26,15 @@ from typing import Any
 import pytest
 
 import mimir
-import mimir.gzlog
 from mimir.gzlog import MAX_TAIL, Gzlog, check, recover
 from mimir.gzlog_handler import GzlogFileHandler
 
+#: The modules of the engine, each with its own handle on ``os``.
+ENGINE_MODULES = [
+    module
+    for name, module in sorted(sys.modules.items())
+    if name.startswith("mimir.gzlog.") and hasattr(module, "os")
+]
 #: The calls that change files, as the engine spells them (``os.<name>``).
 WRAPPED = ("open", "write", "pwrite", "pwritev", "fsync", "ftruncate")
 WRAPPED += ("rename", "replace", "unlink", "link")
@@ -82,9 +88,10 @@ class SyscallFaults:
 
 @pytest.fixture
 def syscalls(monkeypatch: pytest.MonkeyPatch) -> Iterator[SyscallFaults]:
-    """Replace ``mimir.gzlog.os`` (the module's only handle on ``os``) for the test's duration."""
+    """Replace ``os`` in every module of :mod:`mimir.gzlog` for the test's duration."""
     faults = SyscallFaults()
-    monkeypatch.setattr(mimir.gzlog, "os", faults)
+    for module in ENGINE_MODULES:
+        monkeypatch.setattr(module, "os", faults)
     logging.raiseExceptions = False  # handleError stays silent; failures are counted
     yield faults
     faults.clear()
