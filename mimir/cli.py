@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
-import socket
 import sys
 import time
 import warnings
@@ -97,9 +95,6 @@ def cat(filenames: Sequence[str], partial: bool = False) -> int:
     return status
 
 
-_OPS = ("none", "append", "compress", "replace")
-
-
 def _count_entries(filename: str) -> tuple[int, int]:
     """(entries, bytes of a last line without its newline) of a log; raises if it is damaged."""
     entries = partial = 0
@@ -111,61 +106,11 @@ def _count_entries(filename: str) -> tuple[int, int]:
     return entries, partial
 
 
-def _writer_active(klock: str) -> bool:
-    """Whether a Mímir writer holds the kernel lock ``P.lock.k`` right now."""
-    import fcntl
-
-    try:
-        fd = os.open(klock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-
-
-def _lock_holder(lock: str) -> str | None:
-    """Who holds the gzlog lock ``lock``, as far as its file says; None if there is none."""
-    try:
-        st = os.lstat(lock)
-        with open(lock, "rb") as file:
-            words = file.read(256).decode("utf-8", "replace").split()
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        return f"unknown ({error.strerror})"
-    age = f"{max(0.0, time.time() - st.st_mtime):.0f} s old"
-    if len(words) == 2 and not _writer_active(lock + ".k"):
-        return (
-            f"host {words[0]} pid {words[1]}, left behind (no Mímir writer holds the lock:"
-            f" a dead writer's, taken over), lock {age}"
-        )
-    if len(words) != 2 or not words[1].isdigit():
-        return f"unknown owner (e.g. zlib's gzlog.c), lock {age}"
-    host, pid = words[0], int(words[1])
-    alive = ""
-    if host == socket.gethostname():
-        try:
-            os.kill(pid, 0)
-            alive = ", running"
-        except ProcessLookupError:
-            alive = ", no such process (a dead writer's lock: it is taken over)"
-        except PermissionError:
-            alive = ", running"
-    return f"host {host} pid {pid}{alive}, lock {age}"
-
-
 def _check_gzlog(filename: str, out) -> int:
     from mimir import gzlog
 
-    with open_regular_file(filename) as file:
-        head = file.read(51)
-    pending = _OPS[(head[50] >> 3) & 3] if len(head) == 51 else "none"
-    holder = _lock_holder(filename[:-3] + ".lock")
+    pending = gzlog.pending_operation(filename)
+    holder = gzlog.describe_lock_holder(filename)
     caught: list[warnings.WarningMessage] = []
 
     def keep(message: Warning | str, category: type[Warning], *args: object, **kw: object) -> None:

@@ -22,9 +22,7 @@ import errno
 import io
 import json
 import os
-import socket
 import stat
-import struct
 import sys
 import time
 import warnings
@@ -33,8 +31,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from mimir.gzlog import DEFLATE_START as GZLOG_HEAD_SIZE
 from mimir.gzlog import HEADER as GZLOG_HEADER
-from mimir.gzlog import file_kind
+from mimir.gzlog import file_kind, parse_state, read_snapshot
 
 __all__ = [
     "DamagedLogError",
@@ -55,9 +54,6 @@ _OUT = 1 << 20  # at most this much decompressed data per zlib call
 _KEEP = 64 << 20  # decompressed data kept from the checking pass (more: decompressed again)
 _PLAIN_READ = 1 << 20
 _SNAPSHOT_TRIES = 20
-_GZLOG_STATE = struct.Struct("<QQIIIIHB")  # first, last, ccrc, clen, tcrc, tlen, stored, flags
-_GZLOG_DATA = 51  # header and state: the deflate data starts here
-_GZLOG_OPS = ("none", "append", "compress", "replace")
 
 
 class MalformedLogError(ValueError):
@@ -443,91 +439,26 @@ def _decompress(file: IO[bytes], limit: int) -> Iterator[bytes]:
 # -- gzlog snapshots --------------------------------------------------------------------------
 
 
-def _read_gzlog_snapshot(filename: str) -> tuple[bytes, bool]:
-    """The bytes of a gzlog file, read while no Mímir writer is changing it.
-
-    Mímir's writers hold an exclusive ``flock`` on ``P.lock.k`` during every
-    append and compression; a shared lock on it (when it exists and is readable,
-    waiting at most about a second) gives a consistent copy. The flag says
-    whether no writer can have been at work during the read: the shared lock was
-    held (or there is no ``P.lock.k``) and there was no ``P.lock`` (which zlib's
-    gzlog.c holds while it writes) before or after it.
-    """
-    base = filename[:-3]
-    lock_fd = -1
-    locked = False
-    try:
-        lock_fd = os.open(
-            base + ".lock.k", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-        )
-    except (OSError, ValueError):
-        locked = True  # no Mímir writer has ever locked this log
-    try:
-        if lock_fd >= 0:
-            import fcntl
-
-            deadline = time.monotonic() + 1.0
-            while True:
-                try:
-                    fcntl.flock(lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    locked = True
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        break  # read anyway; the check of the data catches a torn copy
-                    time.sleep(0.002)
-                except OSError:
-                    break
-        quiet = locked and not _foreign_lock(base + ".lock")
-        with open_regular_file(filename) as file:
-            data = file.read()
-        return data, quiet and not _foreign_lock(base + ".lock")
-    finally:
-        if lock_fd >= 0:
-            os.close(lock_fd)  # also drops the flock
-
-
-def _foreign_lock(lock: str) -> bool:
-    """Whether the gzlog lock file ``lock`` exists and may belong to a writer at work.
-
-    Called while holding the shared kernel lock, which no Mímir writer at work
-    leaves free: a ``P.lock`` naming this host is then a dead Mímir writer's.
-    Any other (zlib's gzlog.c writes an empty one) may be a live writer's.
-    """
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    try:
-        words = os.read(fd, 256).split()
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return not (len(words) == 2 and words[0] == socket.gethostname().encode())
-
-
 def _scan_gzlog(data: bytes) -> _Scan:
     """Check a gzlog snapshot; its header tells a cut file from a damaged one."""
     if data[:16] != GZLOG_HEADER:  # replaced by something else since it was opened
         return _scan_gzip(io.BytesIO(data))
-    if len(data) < _GZLOG_DATA:
+    state = parse_state(data)
+    if state is None:
         scan = _Scan()
         scan.failure = _Damage(
-            f"truncated: the file is {len(data):,} bytes, less than the {_GZLOG_DATA}-byte header"
-            " of a gzlog",
+            f"truncated: the file is {len(data):,} bytes, less than the"
+            f" {GZLOG_HEAD_SIZE}-byte header of a gzlog",
             len(data),
             truncated=True,
         )
         return scan
-    _, last, ccrc, clen, tcrc, tlen, stored, flags = _GZLOG_STATE.unpack_from(data, 16)
-    scan = _scan_gzip(io.BytesIO(data), ((clen, ccrc), (tlen, tcrc)), guess_cut=False)
+    checksums = ((state.clen, state.ccrc), (state.tlen, state.tcrc))
+    scan = _scan_gzip(io.BytesIO(data), checksums, guess_cut=False)
     failure = scan.failure
     if failure is None:
         return scan
-    expected = last + 4 + stored + 8
+    expected = state.expected_size
     if failure.truncated and len(data) < expected:
         failure.reason = (
             f"truncated: the file is {len(data):,} bytes, its gzlog header says {expected:,}"
@@ -539,7 +470,7 @@ def _scan_gzlog(data: bytes) -> _Scan:
             f"damaged: the compressed data ends early, at byte {len(data):,}, although the"
             f" file is as long as its gzlog header says{_verified_note(scan.verified, 0)}"
         )
-    operation = _GZLOG_OPS[(flags >> 3) & 3]
+    operation = state.op_name
     if operation != "none":
         article = "an" if operation == "append" else "a"
         failure.reason = (
@@ -549,13 +480,19 @@ def _scan_gzlog(data: bytes) -> _Scan:
     return scan
 
 
+def _read_whole(filename: str) -> bytes:
+    """The whole content of a regular file."""
+    with open_regular_file(filename) as file:
+        return file.read()
+
+
 def _gzlog_snapshot(filename: str) -> tuple[bytes, _Scan]:
     """A consistent copy of a gzlog and its check, retrying a copy torn by a writer at work."""
     previous: bytes | None = None
     scan = _Scan()
     data = b""
     for attempt in range(_SNAPSHOT_TRIES):
-        data, quiet = _read_gzlog_snapshot(filename)
+        data, quiet = read_snapshot(filename, lambda: _read_whole(filename))
         if data != previous:
             scan = _scan_gzlog(data)
             previous = data
