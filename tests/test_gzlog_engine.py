@@ -1,25 +1,40 @@
-"""Tests of the gzlog engine (mimir/gzlog/engine.py, lock.py), reliability rows G1, G5, G9-G11."""
+"""Tests of the gzlog engine (mimir/gzlog/engine.py), reliability rows G1, G5, G9, G10."""
 
 from __future__ import annotations
 
 import errno
 import gzip
-import json
 import os
 import random
-import re
-import signal
 import socket
 import stat
 import struct
-import subprocess
-import sys
 import time
 import warnings
-import zlib
 from pathlib import Path
 
 import pytest
+from gzlog_helpers import (
+    ALL_POINTS,
+    COMPRESS_POINTS,
+    HEADER,
+    NAME,
+    Crash,
+    CrashAt,
+    FailAt,
+    Recorder,
+    Tracker,
+    aux,
+    content,
+    expect_consistent,
+    gzip_t,
+    make,
+    op_on_disk,
+    repairs,
+    restore,
+    scenario,
+    snapshot,
+)
 
 from mimir.gzlog import (
     EMPTY_LOG,
@@ -31,212 +46,6 @@ from mimir.gzlog import (
     check,
     recover,
 )
-
-HEADER = bytes.fromhex("1f8b08040000000000ff270061702300")
-M32 = 0xFFFFFFFF
-WORKER = Path(__file__).with_name("gzlog_worker.py")
-REPO = Path(__file__).resolve().parent.parent
-NAME = "log.jsonl.gz"
-
-APPEND_POINTS = [
-    "append.add_written",
-    "append.marked",
-    "append.data",
-    "append.block",
-    "append.trailer",
-    "append.committed",
-    "append.add_unlinked",
-]
-COMPRESS_POINTS = [
-    "compress.add_written",
-    "compress.temp_written",
-    "compress.marked",
-    "compress.chunk",
-    "compress.deflated",
-    "compress.trailer",
-    "replace.marked",
-    "replace.add_unlinked",
-    "replace.renamed",
-    "replace.dir_synced",
-    "replace.committed",
-]
-ALL_POINTS = ["state.pre", "state.post", *APPEND_POINTS, *COMPRESS_POINTS]
-
-
-# --- helpers ---------------------------------------------------------------
-
-
-class Crash(Exception):
-    """Simulated death of the process at a fault-injection point."""
-
-
-class CrashAt:
-    """Hook raising Crash (or an exception made by ``exc``) at one (point, pass)."""
-
-    def __init__(self, point: str, n: int = 1, exc=None):
-        self.point, self.n, self.exc = point, n, exc
-        self.fired = False
-
-    def __call__(self, point: str, n: int) -> None:
-        if point == self.point and n == self.n:
-            self.fired = True
-            raise (self.exc() if self.exc else Crash(f"{point} #{n}"))
-
-
-class FailAt:
-    """Hook raising OSError(EIO) at passes first..first+times-1 of one point."""
-
-    def __init__(self, point: str, first: int, times: int):
-        self.point, self.first, self.times = point, first, times
-        self.fired = 0
-
-    def __call__(self, point: str, n: int) -> None:
-        if point == self.point and self.first <= n < self.first + self.times:
-            self.fired += 1
-            raise OSError(errno.EIO, f"injected failure at {point} #{n}")
-
-
-class Recorder:
-    """Hook recording every (point, pass) it sees."""
-
-    def __init__(self):
-        self.seen: list[tuple[str, int]] = []
-
-    def __call__(self, point: str, n: int) -> None:
-        self.seen.append((point, n))
-
-
-def make(rnd: random.Random, n: int, tag: str = "") -> bytes:
-    """n bytes of JSON-lines-like text (compressible, not trivially so)."""
-    out: list[str] = []
-    size = 0
-    while size < n:
-        line = f'{{"t":"{tag}","step":{rnd.randint(0, 10**6)},"loss":{rnd.random():.6f}}}\n'
-        out.append(line)
-        size += len(line)
-    return "".join(out).encode()[:n]
-
-
-def parse_state(raw: bytes) -> dict:
-    first, last, ccrc, clen, tcrc, tlen, stored, flags = struct.unpack_from("<QQIIIIHB", raw, 16)
-    return dict(
-        first=first,
-        last=last,
-        ccrc=ccrc,
-        clen=clen,
-        tcrc=tcrc,
-        tlen=tlen,
-        stored=stored,
-        back=(flags & 7) + 3,
-        op=(flags >> 3) & 3,
-        reserved=flags >> 5,
-    )
-
-
-def expect_consistent(path: Path, expected: bytes) -> None:
-    """Independent check that the state describes the file exactly and the data is right."""
-    raw = Path(path).read_bytes()
-    assert raw[:16] == HEADER
-    st = parse_state(raw)
-    assert st["op"] == 0 and st["reserved"] == 0
-    # walk the stored blocks from `first`
-    pos, back, tail = st["first"], st["back"], bytearray()
-    while True:
-        hbit = pos * 8 - back
-        bits = int.from_bytes(raw[hbit // 8 : pos], "little") >> (hbit % 8)
-        assert (bits >> 1) & 3 == 0, f"BTYPE of stored block at {pos}"
-        assert bits >> 3 == 0, f"padding of stored block at {pos}"
-        ln, nln = struct.unpack_from("<HH", raw, pos)
-        assert ln ^ nln == 0xFFFF
-        tail += raw[pos + 4 : pos + 4 + ln]
-        if pos == st["last"]:
-            assert bits & 1 == 1 and ln == st["stored"]
-            end = pos + 4 + ln
-            break
-        assert bits & 1 == 0 and ln == 16384
-        pos += 4 + ln + 1
-        back = 8
-        assert pos <= st["last"]
-    assert raw[end:] == struct.pack("<II", st["tcrc"], st["tlen"])
-    assert gzip.decompress(raw) == expected
-    assert st["tcrc"] == zlib.crc32(expected) and st["tlen"] == len(expected) & M32
-    clen = len(expected) - len(tail)
-    assert expected[clen:] == tail
-    assert st["clen"] == clen & M32 and st["ccrc"] == zlib.crc32(expected[:clen])
-    # the compressed part ends exactly where the first stored block's header begins
-    hbit = st["first"] * 8 - st["back"] - 51 * 8
-    comp = int.from_bytes(raw[51 : 51 + (hbit + 7) // 8], "little") & ((1 << hbit) - 1)
-    buf = (comp | (1 << hbit)).to_bytes((hbit + 10) // 8, "little") + b"\x00\x00\xff\xff"
-    d = zlib.decompressobj(-15)
-    assert d.decompress(buf) == expected[:clen]
-    assert d.eof and not d.unused_data
-    # a dictionary, if present, is a suffix of the compressed data
-    dict_path = Path(str(path)[: -len(".gz")] + ".dict")
-    if dict_path.exists():
-        dct = dict_path.read_bytes()
-        assert len(dct) <= 32768 and expected[:clen].endswith(dct)
-
-
-def content(path: Path) -> bytes:
-    return gzip.decompress(Path(path).read_bytes())
-
-
-def gzip_t(path: Path) -> None:
-    subprocess.run(["gzip", "-t", str(path)], check=True, capture_output=True)
-
-
-def op_on_disk(path: Path) -> int:
-    return (Path(path).read_bytes()[50] >> 3) & 3
-
-
-def aux(path: Path, suffix: str) -> Path:
-    return Path(str(path)[: -len(".gz")] + suffix)
-
-
-def snapshot(d: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and "lock" not in p.name}
-
-
-def restore(snap: dict[str, bytes], d: Path) -> None:
-    d.mkdir(parents=True, exist_ok=True)
-    for name, data in snap.items():
-        (d / name).write_bytes(data)
-
-
-def repairs(path: Path) -> list[str]:
-    p = aux(path, ".repairs")
-    return p.read_text().splitlines() if p.exists() else []
-
-
-class Tracker:
-    """Records acknowledged data and the batch in flight."""
-
-    def __init__(self, base: bytes = b""):
-        self.acked = bytearray(base)
-        self.inflight: bytes | None = None
-
-    def append(self, g: Gzlog, data: bytes) -> None:
-        self.inflight = data
-        g.append(data)
-        self.acked += data
-        self.inflight = None
-
-    def allowed(self) -> list[bytes]:
-        out = [bytes(self.acked)]
-        if self.inflight is not None:
-            out.append(bytes(self.acked) + self.inflight)
-        return out
-
-
-def scenario(g: Gzlog, tr: Tracker, seed: int = 7) -> None:
-    """Three rounds of four appends (1 B to 40 KB, crossing 16 KiB blocks) and a compress."""
-    rnd = random.Random(seed)
-    for r in range(3):
-        for i, size in enumerate((1, 300, 20000, 40000)):
-            tr.append(g, make(rnd, size, f"{r}.{i}"))
-        g.compress()
-    tr.append(g, make(rnd, 100, "end"))
-
 
 # --- format basics -------------------------------------------------------------
 
@@ -896,243 +705,7 @@ def test_check_reports_without_moving(tmp_path):
     assert good
 
 
-# --- G11: locks -------------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def test_lock_of_killed_process_taken_over_fast(tmp_path):
-    """A lock left by a SIGKILLed child on this host is taken over in under a second."""
-    p = tmp_path / NAME
-    Gzlog(p)
-    child = subprocess.Popen(
-        [sys.executable, str(WORKER), "hold", str(p), "from the child\n"],
-        stdout=subprocess.PIPE,
-        env=_env(),
-        text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == "held"
-        owner = aux(p, ".lock").read_text().split()
-        assert owner == [socket.gethostname(), str(child.pid)]
-        with pytest.raises(GzlogError, match=r"log\.jsonl\.lock"):
-            Gzlog(p, lock_timeout=0.2)  # the live owner holds it
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    assert aux(p, ".lock").exists()
-    t0 = time.monotonic()
-    g = Gzlog(p, lock_timeout=10)
-    assert time.monotonic() - t0 < 1.0
-    assert content(p) == b"from the child\n"  # the marked append was redone
-    assert repairs(p)[-1].endswith("append recovery: complete")
-    g.append(b"parent\n")
-    expect_consistent(p, b"from the child\nparent\n")
-
-
-def test_foreign_host_lock_goes_stale_after_300s(tmp_path):
-    """A lock from another host blocks until its mtime is over 300 s old, then is stale."""
-    p = tmp_path / NAME
-    g = Gzlog(p, lock_timeout=0.3)
-    lock = aux(p, ".lock")
-    lock.write_text("some-other-host 4242\n")
-    with pytest.raises(GzlogError, match=r"log\.jsonl\.lock"):
-        g.append(b"blocked\n")
-    old = time.time() - 301
-    os.utime(lock, (old, old))
-    t0 = time.monotonic()
-    g.append(b"ok\n")
-    assert time.monotonic() - t0 < 1.0
-    assert not lock.exists()
-    expect_consistent(p, b"ok\n")
-
-
-def test_c_program_lock_without_owner_goes_stale(tmp_path):
-    """An empty lock file (as the C program makes) is respected, then stale after 300 s."""
-    p = tmp_path / NAME
-    g = Gzlog(p, lock_timeout=0.2)
-    lock = aux(p, ".lock")
-    lock.write_bytes(b"")
-    with pytest.raises(GzlogError):
-        g.append(b"x\n")
-    os.utime(lock, (time.time() - 400, time.time() - 400))
-    g.append(b"y\n")
-    expect_consistent(p, b"y\n")
-
-
-def test_leftover_same_host_lock_of_live_pid_taken_over(tmp_path):
-    """A same-host lock whose owner does not hold the kernel lock is taken over at once."""
-    p = tmp_path / NAME
-    g = Gzlog(p, lock_timeout=5)
-    aux(p, ".lock").write_text(f"{socket.gethostname()} {os.getpid()}\n")
-    t0 = time.monotonic()
-    g.append(b"z\n")
-    assert time.monotonic() - t0 < 0.5
-    expect_consistent(p, b"z\n")
-
-
-def lock_wait(p: Path, timeout: float) -> tuple[list[str], GzlogError]:
-    """Open p while its lock is held: the GzlogWarnings issued and the timeout error."""
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        with pytest.raises(GzlogError) as info:
-            Gzlog(p, lock_timeout=timeout, lock_warning_after=0.1)
-    return [str(x.message) for x in w if issubclass(x.category, GzlogWarning)], info.value
-
-
-def test_lock_wait_on_empty_lock_file_speaks(tmp_path):
-    """Waiting on an empty P.lock (zlib's gzlog holds one from open to close) gives one
-    warning naming it, its age and when it is taken over, then a clear timeout error."""
-    p = tmp_path / NAME
-    Gzlog(p)
-    lock = aux(p, ".lock")
-    lock.write_bytes(b"")
-    then = time.time() - 13
-    os.utime(lock, (then, then))
-    msgs, err = lock_wait(p, 0.6)
-    assert len(msgs) == 1
-    assert "an empty lock file, as zlib's gzlog leaves" in msgs[0]
-    assert re.search(r"last touched 1[34] s ago", msgs[0])
-    assert re.search(r"taken over in 28[67] s if its owner does not touch it", msgs[0])
-    assert err.errno == errno.ETIMEDOUT
-    assert "timed out after 0.6 s" in str(err) and "an empty lock file" in str(err)
-    assert f"delete {lock}" in str(err)
-    assert lock.exists() and lock.read_bytes() == b""  # respected, not taken over
-
-
-def test_lock_wait_on_another_hosts_lock_names_it(tmp_path):
-    """A lock of another host is named by host and pid in the warning and the error."""
-    p = tmp_path / NAME
-    Gzlog(p)
-    aux(p, ".lock").write_text("elsewhere.example 4242\n")
-    msgs, err = lock_wait(p, 0.4)
-    assert len(msgs) == 1 and "host elsewhere.example pid 4242" in msgs[0]
-    assert re.search(r"last touched 0 s ago\); taken over in 300 s", msgs[0])
-    assert "host elsewhere.example pid 4242" in str(err)
-
-
-HOLD_KERNEL_LOCK = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
-fcntl.flock(fd, fcntl.LOCK_EX)
-print("locked", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-"""
-
-
-def test_lock_wait_on_kernel_lock_of_live_process_speaks(tmp_path):
-    """Another process holding P.lock.k is named by pid; the lock never goes stale; the
-    wait times out with advice, and succeeds once that process lets go."""
-    p = tmp_path / NAME
-    Gzlog(p)
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLD_KERNEL_LOCK, str(aux(p, ".lock.k"))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == "locked"
-        msgs, err = lock_wait(p, 0.5)
-    finally:
-        child.stdin.close()
-        child.wait(timeout=30)
-    assert len(msgs) == 1
-    assert f"host {socket.gethostname()} pid {child.pid}" in msgs[0]
-    assert str(aux(p, ".lock.k")) in msgs[0]
-    assert "never goes stale" in msgs[0]
-    assert err.errno == errno.ETIMEDOUT and f"pid {child.pid}" in str(err)
-    assert "Let that process finish" in str(err)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", GzlogWarning)
-        Gzlog(p, lock_timeout=10).append(b"after\n")  # released: no wait, no warning
-    expect_consistent(p, b"after\n")
-
-
-def test_short_lock_wait_is_silent(tmp_path):
-    """A wait that ends before lock_warning_after issues no warning."""
-    p = tmp_path / NAME
-    Gzlog(p)
-    aux(p, ".lock").write_bytes(b"")
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        with pytest.raises(GzlogError, match="timed out"):
-            Gzlog(p, lock_timeout=0.2)  # lock_warning_after defaults to 2 s
-        with pytest.raises(GzlogError, match="timed out"):
-            check(p, lock_timeout=0.2)
-    assert not [x for x in w if issubclass(x.category, GzlogWarning)]
-    with pytest.raises(ValueError, match="lock_warning_after"):
-        Gzlog(p, lock_warning_after=-1)
-
-
-def test_four_processes_append_to_one_log(tmp_path):
-    """Four processes appending at once: every entry present exactly once, in order per writer."""
-    p = tmp_path / NAME
-    count = 220
-    children = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), "write", str(p), str(i), str(count), str(100 + i)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=_env(),
-            text=True,
-        )
-        for i in range(4)
-    ]
-    try:
-        for c in children:
-            assert c.stdout.readline().strip() == "ready"
-        for c in children:
-            c.stdin.write("go\n")
-            c.stdin.flush()
-        for c in children:
-            assert c.stdout.readline().strip() == "done"
-            assert c.wait(timeout=120) == 0
-    finally:
-        for c in children:
-            if c.poll() is None:
-                c.kill()
-                c.wait()
-    data = content(p)
-    seqs: dict[int, list[int]] = {i: [] for i in range(4)}
-    for line in data.splitlines():
-        e = json.loads(line)
-        seqs[e["id"]].append(e["seq"])
-    assert all(s == list(range(count)) for s in seqs.values())
-    st = Gzlog(p).state()
-    assert st.clen > 0  # compressions happened while four writers shared the log
-    expect_consistent(p, data)
-
-
-@pytest.mark.parametrize("trial", range(8))
-def test_sigkill_at_random_moments(tmp_path, trial):
-    """A writer SIGKILLed after a random number of acks (compressions included) loses no ack."""
-    p = tmp_path / NAME
-    rnd = random.Random(1000 + trial)
-    child = subprocess.Popen(
-        [sys.executable, str(WORKER), "ack", str(p), str(trial)],
-        stdout=subprocess.PIPE,
-        env=_env(),
-        text=True,
-    )
-    try:
-        for _ in range(rnd.randint(1, 400)):
-            line = child.stdout.readline()
-            assert line.startswith("ack ")
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    acked = [int(x.split()[1]) for x in [line, *child.stdout.read().splitlines()]]
-    Gzlog(p, lock_timeout=10)
-    data = content(p)
-    seqs = [json.loads(x)["seq"] for x in data.splitlines()]
-    assert seqs == list(range(len(seqs)))  # no gap, no duplicate, no partial line
-    assert len(seqs) - 1 in (acked[-1], acked[-1] + 1)
-    expect_consistent(p, data)
+# --- auxiliary files ------------------------------------------------------------------
 
 
 def test_symlinked_aux_files_are_not_followed(tmp_path):
