@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from test_gzlog_engine import (
+from gzlog_helpers import (
     NAME,
     REPO,
     WORKER,
