@@ -12,27 +12,35 @@ import os
 import signal
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from mimir.forward import KIND_FORWARD, MAX_MESSAGE_BYTES, RUN
-from mimir.zmq_handler import (
-    HandshakeMonitor,
-    ZMQStreamHandler,
-    bind_endpoint,
-    import_zmq,
-    is_loopback,
-    load_server_keys,
-    start_authenticator,
+from mimir.streaming.protocol import (
+    MAX_FORWARD_HEADER,
+    MAX_MESSAGE_BYTES,
+    ProtocolError,
+    decode_forward,
+    decode_identity,
+    line_offset,
 )
+from mimir.streaming.transport import (
+    HandshakeMonitor,
+    bind_endpoint,
+    check_address,
+    close_context,
+    import_zmq,
+    load_server_keys,
+    received,
+    server_socket,
+    start_authenticator,
+    warn_if_exposed,
+)
+from mimir.zmq_handler import ZMQStreamHandler
 
 __all__ = ["Collector", "SenderStats"]
 
 log = logging.getLogger("mimir.collector")
 
-# Frame 0 (kind letter + JSON identity) is at most this long.
-_MAX_HEADER = 1024
 # Messages queued by ZeroMQ per sender before it stops reading from that sender.
 _RCVHWM = 16
 # Gaps remembered per sender (the counters keep counting beyond).
@@ -134,10 +142,7 @@ class Collector:
         flush_interval: float = 1.0,
         max_senders: int = 10_000,
     ) -> None:
-        if not isinstance(bind, str) or "://" not in bind:
-            raise ValueError(
-                f"expected a ZeroMQ address such as tcp://127.0.0.1:5555, got {bind!r}"
-            )
+        check_address(bind, "tcp://127.0.0.1:5555")
         if not isinstance(source_key, str) or not source_key:
             raise ValueError(f"source_key must be a non-empty str, got {source_key!r}")
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int):
@@ -187,14 +192,10 @@ class Collector:
             keys = load_server_keys(zmq, curve_server_secret_key)
             if curve_authorized_keys is not None:
                 self._auth = start_authenticator(self._context, curve_authorized_keys)
-            sock = self._sock = self._context.socket(zmq.PULL)
-            sock.setsockopt(zmq.LINGER, 0)
+            sock = self._sock = server_socket(zmq, self._context, zmq.PULL, keys)
             sock.setsockopt(zmq.RCVHWM, _RCVHWM)
             sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
             self._monitor = HandshakeMonitor(zmq, sock, bind, log)
-            if keys is not None:
-                sock.curve_publickey, sock.curve_secretkey = keys
-                sock.curve_server = True
             #: The endpoint bound (with the port chosen when 0 or * was asked).
             self.address: str = bind_endpoint(zmq, sock, bind, "collect")
             if filename is not None:
@@ -222,17 +223,15 @@ class Collector:
         except BaseException:
             self._release()
             raise
-        if curve_authorized_keys is None and not is_loopback(self.address):
-            how = (
-                "CURVE encrypts the traffic, but any sender may connect: pass curve_authorized_keys"
-                if keys
-                else "pass curve_server_secret_key and curve_authorized_keys"
-            )
-            warnings.warn(
-                f"Mímir collector bound to {self.address}: anyone who can reach the port can "
-                f"write to the log ({how}, or bind 127.0.0.1 and use an SSH tunnel)",
-                stacklevel=2,
-            )
+        warn_if_exposed(
+            "collector",
+            (self.address,),
+            "anyone who can reach the port can write to the log",
+            "sender",
+            encrypted=keys is not None,
+            authorized=curve_authorized_keys is not None,
+            stacklevel=2,
+        )
 
     # -- set-up -------------------------------------------------------------------
 
@@ -343,16 +342,14 @@ class Collector:
 
     def _receive(self, zmq: Any, sock: Any, most: int) -> int:
         """Handle up to ``most`` messages already received; return how many there were."""
-        for done in range(most):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return done
+        done = 0
+        for frames in received(zmq, sock, most):
+            done += 1
             try:
                 self._handle(frames)
             except Exception as error:  # never let one message stop the collector
                 self._bad(f"{type(error).__name__}: {error}", traceback=True)
-        return most
+        return done
 
     # -- one message ----------------------------------------------------------------------
 
@@ -369,14 +366,10 @@ class Collector:
             self._traceback_shown = self._traceback_shown or traceback
 
     def _handle(self, frames: list[bytes]) -> None:
-        if len(frames) != 3:
-            return self._bad(f"{len(frames)} frames instead of 3")
-        header, run, data = frames
-        if header[:1] != KIND_FORWARD or len(header) > _MAX_HEADER or len(run) != RUN.size:
-            return self._bad("not a Mímir forward message")
-        first, count = RUN.unpack(run)
-        if not first or not count or data[-1:] != b"\n" or data.count(b"\n") != count:
-            return self._bad("entry count and lines disagree")
+        try:
+            header, first, count, data = decode_forward(frames, MAX_FORWARD_HEADER)
+        except ProtocolError as error:
+            return self._bad(str(error))
         known = self._by_header.get(header)
         if known is None:
             known = self._new_sender(header)
@@ -391,10 +384,7 @@ class Collector:
             self.duplicates += skip
             if skip == count:
                 return None
-            cut = 0
-            for _ in range(skip):
-                cut = data.index(b"\n", cut) + 1
-            data = data[cut:]
+            data = data[line_offset(data, skip) :]
             first += skip
             count -= skip
         elif first > expected:
@@ -467,18 +457,9 @@ class Collector:
 
     def _new_sender(self, header: bytes) -> tuple[SenderStats, bytes, bytes] | None:
         try:
-            identity = json.loads(header[1:].decode("utf-8"))
-        except (ValueError, RecursionError):
-            identity = None
-        if (
-            type(identity) is not dict
-            or not isinstance(identity.get("host"), str)
-            or type(identity.get("pid")) is not int
-            or not isinstance(identity.get("run"), str)
-            or not isinstance(identity.get("name", ""), str)
-            or not set(identity) <= {"host", "pid", "name", "run"}
-        ):
-            self._bad("malformed sender identity")
+            identity = decode_identity(header)
+        except ProtocolError as error:
+            self._bad(str(error))
             return None
         if len(self._by_header) >= self.max_senders and not self._evict():
             self._bad(f"more than {self.max_senders} senders at once")
@@ -559,12 +540,8 @@ class Collector:
                     self._monitor = None
                 self._sock.close(linger=0)
                 self._sock = None
-            if self._auth is not None:
-                self._auth.stop()
-                self._auth = None
-            if self._context is not None:
-                self._context.term()
-                self._context = None
+            close_context(self._context, self._auth)
+            self._auth = self._context = None
         finally:
             try:
                 if self.file is not None:

@@ -11,8 +11,6 @@ is described in ``docs/streaming.rst``.
 from __future__ import annotations
 
 import json
-import os
-import struct
 import threading
 import time
 import warnings
@@ -20,14 +18,16 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from mimir.zmq_handler import (
-    KIND_ENTRY,
+from mimir.streaming.protocol import (
+    KIND_ENTRIES,
     KIND_HEARTBEAT,
-    KIND_REPLAY,
-    REQUEST,
-    RUN,
-    import_zmq,
+    ProtocolError,
+    Run,
+    decode_replay_reply,
+    decode_stream,
+    encode_replay_request,
 )
+from mimir.streaming.transport import client_curve_keys, client_socket, import_zmq, received
 
 __all__ = [
     "Follower",
@@ -38,13 +38,6 @@ __all__ = [
     "follow",
     "subscribe",
 ]
-
-_SEQ = struct.Struct(">Q")
-_TWO_SEQS = struct.Struct(">QQ")
-_HEADER_SIZE = 33  # kind letter + 32 hex digits of run id
-
-# A run of entries with consecutive sequence numbers: (first seq, their JSON lines).
-_Run = tuple[int, list[bytes]]
 
 # Resend the replay request after this long without a reply; give up after _REPLAY_GIVE_UP.
 _REPLAY_RESEND = 1.0
@@ -61,20 +54,6 @@ class StreamGapWarning(StreamWarning):
 
 class PublisherRestartWarning(StreamWarning):
     """The publisher started a new run (its run id changed, or its sequence went back)."""
-
-
-def _key(value: Any, what: str, secret: bool) -> tuple[bytes, bytes | None]:
-    """(public, secret) from a key file made by zmq.auth, or a 40-character Z85 key."""
-    if isinstance(value, (bytes, str)) and len(value) == 40 and not os.path.exists(value):
-        key = value.encode() if isinstance(value, str) else value
-        return key, None
-    import zmq.auth
-
-    path = os.fspath(value)
-    public, secret_key = zmq.auth.load_certificate(path)
-    if secret and secret_key is None:
-        raise ValueError(f"{what}: {path!r} holds no secret key (pass the '.key_secret' file)")
-    return public, secret_key
 
 
 class Subscription(Iterator[dict[str, Any]]):
@@ -128,12 +107,12 @@ class Subscription(Iterator[dict[str, Any]]):
         self.replayed = 0
         self.replay_last: int | None = None
         self.bad_messages = 0
-        self._ready: deque[_Run] = deque()  # runs to deliver, the first from _ready_pos
+        self._ready: deque[Run] = deque()  # runs to deliver, the first from _ready_pos
         self._ready_pos = 0
         self._run: bytes | None = None  # run id of the current run, as in the header
         self._syncing = False  # waiting for the replay reply
         self._anchor = 0  # first seq the live stream covers, while syncing
-        self._buffer: list[_Run] = []  # live entries while syncing
+        self._buffer: list[Run] = []  # live entries while syncing
         self._asked_at = 0.0
         self._sync_started = 0.0
         self._expected = 0  # next seq, once synced (0: not synced)
@@ -143,19 +122,13 @@ class Subscription(Iterator[dict[str, Any]]):
         self._context = zmq.Context() if context is None else context
         self._sub = self._dealer = None
         try:
-            keys = None
-            if curve_server_public_key is not None:
-                server_public, _ = _key(curve_server_public_key, "curve_server_public_key", False)
-                if curve_client_secret_key is None:
-                    keys = (server_public, *zmq.curve_keypair())
-                else:
-                    keys = (server_public, *_key(curve_client_secret_key, "client key", True))
-            self._sub = self._socket(zmq.SUB, keys)
+            keys = client_curve_keys(zmq, curve_server_public_key, curve_client_secret_key)
+            self._sub = client_socket(zmq, self._context, zmq.SUB, keys)
             self._sub.setsockopt(zmq.RCVHWM, hwm)
             self._sub.connect(address)
             self._sub.setsockopt(zmq.SUBSCRIBE, b"")
             if replay_address is not None:
-                self._dealer = self._socket(zmq.DEALER, keys)
+                self._dealer = client_socket(zmq, self._context, zmq.DEALER, keys)
                 self._dealer.setsockopt(zmq.SNDHWM, 4)
                 self._dealer.connect(replay_address)
         except BaseException:
@@ -167,14 +140,6 @@ class Subscription(Iterator[dict[str, Any]]):
         self._poller.register(self._sub, zmq.POLLIN)
         if self._dealer is not None:
             self._poller.register(self._dealer, zmq.POLLIN)
-
-    def _socket(self, kind: int, keys: tuple[bytes, bytes, bytes] | None) -> Any:
-        zmq = self._zmq
-        sock = self._context.socket(kind)
-        sock.setsockopt(zmq.LINGER, 0)
-        if keys is not None:
-            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = keys
-        return sock
 
     # -- iteration ------------------------------------------------------------------
 
@@ -239,57 +204,21 @@ class Subscription(Iterator[dict[str, Any]]):
         if self._syncing and time.monotonic() - self._asked_at >= _REPLAY_RESEND:
             self._ask_replay()
 
-    @staticmethod
-    def _runs(index: bytes, data: bytes) -> list[_Run] | None:
-        """The runs described by an index frame and a frame of lines; None if malformed.
-
-        ``index`` holds 12 bytes per run (first sequence number, count), ``data`` the
-        lines of all the runs, each ending in a newline.
-        """
-        if len(index) % RUN.size or (data and data[-1:] != b"\n"):
-            return None
-        lines = data.split(b"\n")
-        lines.pop()  # after the final newline
-        runs = []
-        start = 0
-        expected = 1
-        for seq, count in RUN.iter_unpack(index):
-            if count == 0 or seq < expected:
-                return None
-            runs.append((seq, lines[start : start + count]))
-            start += count
-            expected = seq + count
-        if start != len(lines):
-            return None
-        return runs
-
     def _read_live(self) -> None:
-        zmq = self._zmq
-        sub = self._sub
-        for _ in range(1000):
+        for frames in received(self._zmq, self._sub, 1000):
             try:
-                frames = sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            header = frames[0]
-            kind = header[:1]
-            run = header[1:]
-            runs = None
-            if len(header) != _HEADER_SIZE:
-                pass
-            elif kind == KIND_ENTRY and len(frames) == 3 and len(frames[1]) == RUN.size:
-                runs = self._runs(frames[1], frames[2])
-            elif kind == KIND_HEARTBEAT and len(frames) == 2 and len(frames[1]) == 8:
-                seq = _SEQ.unpack(frames[1])[0]
-                if run != self._run:
-                    self._new_run(run, kind, seq, [])
-                elif not self._syncing and seq >= self._expected:
-                    self._gap(self._expected, seq)  # entries this client never got
-                    self._expected = seq + 1
-                continue
-            if not runs:
+                kind, run, payload = decode_stream(frames)
+            except ProtocolError:
                 self.bad_messages += 1
                 continue
+            if kind == KIND_HEARTBEAT:
+                if run != self._run:
+                    self._new_run(run, kind, payload, [])
+                elif not self._syncing and payload >= self._expected:
+                    self._gap(self._expected, payload)  # entries this client never got
+                    self._expected = payload + 1
+                continue
+            runs = payload
             if run != self._run:
                 self._new_run(run, kind, runs[0][0], runs)
             elif self._syncing:
@@ -298,20 +227,20 @@ class Subscription(Iterator[dict[str, Any]]):
                 for index, (seq, lines) in enumerate(runs):
                     if seq < self._expected:
                         self._restart(f"sequence went back from {self._expected - 1} to {seq}")
-                        self._start(run, KIND_ENTRY, seq, runs[index:])
+                        self._start(run, KIND_ENTRIES, seq, runs[index:])
                         break
                     self._accept(seq, lines)
 
-    def _new_run(self, run: bytes, kind: bytes, seq: int, runs: list[_Run]) -> None:
+    def _new_run(self, run: bytes, kind: bytes, seq: int, runs: list[Run]) -> None:
         if self._run is not None:
             self._restart(f"run id changed from {self._run.decode()} to {run.decode()}")
         self._start(run, kind, seq, runs)
 
-    def _start(self, run: bytes, kind: bytes, seq: int, runs: list[_Run]) -> None:
+    def _start(self, run: bytes, kind: bytes, seq: int, runs: list[Run]) -> None:
         """The first message of a run: ask for the replay, or start live."""
         self._run = run
         self.run_id = run.decode("ascii", "replace")
-        self._anchor = seq if kind == KIND_ENTRY else seq + 1
+        self._anchor = seq if kind == KIND_ENTRIES else seq + 1
         self._buffer = list(runs)
         if self._dealer is None:
             self._finish_sync([])
@@ -334,34 +263,23 @@ class Subscription(Iterator[dict[str, Any]]):
             return
         self._asked_at = time.monotonic()
         try:
-            self._dealer.send(REQUEST, zmq.NOBLOCK)
+            self._dealer.send(encode_replay_request(), zmq.NOBLOCK)
         except zmq.Again:
             pass  # not connected yet: asked again in _REPLAY_RESEND s
 
     def _read_replay(self) -> None:
-        zmq = self._zmq
-        for _ in range(100):
+        for frames in received(self._zmq, self._dealer, 100):
             try:
-                frames = self._dealer.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            entries = None
-            if (
-                len(frames) == 4
-                and len(frames[0]) == _HEADER_SIZE
-                and frames[0][:1] == KIND_REPLAY
-                and len(frames[1]) == 16
-            ):
-                entries = self._runs(frames[2], frames[3])
-            if entries is None:
+                run, _, last, entries = decode_replay_reply(frames)
+            except ProtocolError:
                 self.bad_messages += 1
                 continue
-            if not self._syncing or frames[0][1:] != self._run:
+            if not self._syncing or run != self._run:
                 continue  # an answer to an earlier request, or from an earlier run
-            self.replay_last = _TWO_SEQS.unpack(frames[1])[1]
+            self.replay_last = last
             self._finish_sync(entries)
 
-    def _finish_sync(self, replayed: list[_Run]) -> None:
+    def _finish_sync(self, replayed: list[Run]) -> None:
         """Join the replay (entries before the anchor) and the live entries buffered."""
         self._syncing = False
         anchor = self._anchor

@@ -69,7 +69,7 @@ def test_lazy_names_resolve_in_a_fresh_interpreter():
         from mimir import ZMQForwardHandler
         import mimir
 
-        print(ZMQForwardHandler.__module__, "mimir.zmq_handler" in sys.modules)
+        print(ZMQForwardHandler.__module__, "mimir.streaming.protocol" in sys.modules)
         print(mimir.ZMQStreamHandler.__module__, mimir.Collector.__module__)
         """
     )
