@@ -180,7 +180,10 @@ class QueuedSender(Handler):
                 self._closed = self._stopped = self._dropping = False
                 self._room = self.queue_size
                 self._idle = True
-                self._thread = None  # started by the entry that reopened the handler
+                self._thread = None
+            # Started here, under _life_lock: a close() racing with the reopening
+            # then finds the thread and waits for it.
+            self._start_thread()
             _fork.reset_after_fork(self)
             return True
 
