@@ -225,11 +225,7 @@ class LogLock:
         if not stat.S_ISREG(st.st_mode):
             return None, age
         try:
-            fd = os.open(self._files.lock, os.O_RDONLY | NOFOLLOW)
-            try:
-                return os.read(fd, 256).decode("utf-8", "replace"), age
-            finally:
-                os.close(fd)
+            return read_small(self._files.lock).decode("utf-8", "replace"), age
         except OSError:
             return None, age
 
@@ -265,11 +261,7 @@ class LogLock:
             return True
         if stat.S_ISREG(st.st_mode):
             try:
-                fd = os.open(self._files.lock, os.O_RDONLY | NOFOLLOW)
-                try:
-                    words = os.read(fd, 256).split()
-                finally:
-                    os.close(fd)
+                words = read_small(self._files.lock).split()
             except OSError:
                 words = []
             # Written by Mímir on this host: its owner does not hold the kernel
