@@ -30,6 +30,7 @@ class EntryRecordFactory:
         self.name = name
         self.level = level
         self._template: dict[str, Any] | None = None
+        self._start_time = 0.0  # when logging was loaded, as records count relativeCreated
         _fork.reset_after_fork(self)
 
     def _after_fork_in_child(self) -> None:
@@ -37,6 +38,7 @@ class EntryRecordFactory:
 
     def _make_template(self) -> dict[str, Any]:
         probe = logging.LogRecord(self.name, self.level, "", 0, "", None, None, None, None)
+        self._start_time = probe.created - probe.relativeCreated / 1000
         template = dict(probe.__dict__)
         template.update(pathname="", filename="", module="", funcName=None, lineno=0)
         self._template = template
@@ -49,7 +51,7 @@ class EntryRecordFactory:
         attributes["msg"] = entry
         attributes["created"] = created
         attributes["msecs"] = (created - int(created)) * 1000
-        attributes["relativeCreated"] = (created - logging._startTime) * 1000
+        attributes["relativeCreated"] = (created - self._start_time) * 1000
         thread = threading.current_thread()
         attributes["thread"] = thread.ident
         attributes["threadName"] = thread.name

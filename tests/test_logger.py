@@ -701,3 +701,20 @@ def test_repr_names_the_logger():
     assert "mimir.shown" in repr(logger)
     logger.close()
     assert "closed" in repr(logger)
+
+
+def test_records_of_log_carry_the_stdlib_relative_created():
+    """A record made by Logger.log counts relativeCreated from the same start as the stdlib's."""
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    with mimir.Logger(formatter=None) as logger:
+        logger.logger.addHandler(Keep())
+        logger.log({"i": 0})
+    stdlib = logging.LogRecord("x", logging.INFO, "", 0, "", None, None)
+    (record,) = seen
+    start = record.created - record.relativeCreated / 1000
+    assert abs(start - (stdlib.created - stdlib.relativeCreated / 1000)) < 1e-3
