@@ -72,7 +72,8 @@ class BufferedHandler(Handler):
         self._pending = bytearray()
         self._batches: deque[bytearray] = deque()  # taken from _pending, not yet written
         self._retained = 0  # bytes taken from _pending and not yet written
-        # Lock order: self.lock (the stdlib's, held around emit) > _io_lock > _buffer_lock.
+        # Lock order: _life_lock > _io_lock > _buffer_lock. The stdlib's self.lock, taken
+        # around emit only when the handler has filters (see Handler.handle), comes first.
         self._buffer_lock = threading.Lock()
         self._io_lock = threading.Lock()
         self._wake = threading.Event()
