@@ -16,13 +16,18 @@ __all__ = ["GzlogFileHandler"]
 
 
 def _readable_entries(path: str) -> int:
-    """How many entries of the (damaged) log at ``path`` can still be read."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the partial read says what it left out: known here
-        try:
-            return sum(1 for _ in iter_lines(path, errors="partial"))
-        except (OSError, ValueError):
-            return 0
+    """How many entries of the (damaged) log at ``path`` can still be read.
+
+    A strict read gives the readable part, then raises at the damage: no warning
+    filters are touched, so other threads' warnings are left alone.
+    """
+    count = 0
+    try:
+        for _ in iter_lines(path):
+            count += 1
+    except (OSError, ValueError):  # DamagedLogError is a ValueError
+        pass
+    return count
 
 
 def _piece_end(data: bytes | bytearray, start: int, limit: int) -> int:
