@@ -244,6 +244,25 @@ def tail(address: str, replay_address: str | None, timeout: float | None) -> int
     return 0
 
 
+def _run_demo(args: argparse.Namespace) -> int:
+    if args.steps < 1:
+        raise ValueError("--steps must be at least 1")
+    demo(args.output, args.steps, args.delay, args.seed, args.stream)
+    return 0
+
+
+def _run_cat(args: argparse.Namespace) -> int:
+    return cat(args.files, args.partial)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    return check(args.files)
+
+
+def _run_tail(args: argparse.Namespace) -> int:
+    return tail(args.address, args.replay_address, args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mimir`` command."""
     parser = argparse.ArgumentParser(
@@ -260,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument(
         "--stream", action="store_true", help="also stream the entries (see mimir tail)"
     )
+    demo_parser.set_defaults(run=_run_demo)
 
     cat_parser = commands.add_parser(
         "cat", help="print logs as JSON lines (plain or compressed), e.g. for jq"
@@ -270,12 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the readable part of a damaged or truncated log and exit 0 (with a warning)",
     )
+    cat_parser.set_defaults(run=_run_cat)
 
     check_parser = commands.add_parser(
         "check",
         help="report a log's state; recover a compressed log after an interrupted write",
     )
     check_parser.add_argument("files", nargs="+", metavar="FILE")
+    check_parser.set_defaults(run=_run_check)
 
     tail_parser = commands.add_parser(
         "tail", help="print the entries of a live stream as JSON lines, e.g. for jq"
@@ -291,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail_parser.add_argument(
         "--timeout", type=float, help="give up after this many seconds without an entry"
     )
+    tail_parser.set_defaults(run=_run_tail)
 
     plot_cli.add_parser(commands)
     collector_cli.add_parser(commands)
@@ -301,20 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``mimir`` command; return the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            if args.steps < 1:
-                raise ValueError("--steps must be at least 1")
-            demo(args.output, args.steps, args.delay, args.seed, args.stream)
-            return 0
-        if args.command == "check":
-            return check(args.files)
-        if args.command == "tail":
-            return tail(args.address, args.replay_address, args.timeout)
-        if args.command == "plot":
-            return plot_cli.run(args)
-        if args.command == "collect":
-            return collector_cli.run(args)
-        return cat(args.files, args.partial)
+        return args.run(args)
     except BrokenPipeError:  # e.g. `mimir cat log.jsonl | head`
         sys.stderr.close()
         return 0
