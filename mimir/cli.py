@@ -14,6 +14,7 @@ from typing import Any
 
 import mimir
 from mimir import collector_cli, plot_cli
+from mimir._cli_args import stream_address
 from mimir.gzlog import HEADER as GZLOG_HEADER
 from mimir.reader import (
     DamagedLogError,
@@ -303,11 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
         "tail", help="print the entries of a live stream as JSON lines, e.g. for jq"
     )
     tail_parser.add_argument(
-        "address", nargs="?", default="tcp://127.0.0.1:5557", help="the stream's address"
+        "address",
+        nargs="?",
+        type=stream_address,
+        default="tcp://127.0.0.1:5557",
+        help="the stream's address",
     )
     tail_parser.add_argument(
         "--replay-address",
         metavar="ADDRESS",
+        type=stream_address,
         help="first print the entries the publisher keeps for late joiners (its replay address)",
     )
     tail_parser.add_argument(

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from mimir._cli_args import stream_address
+
 __all__ = ["add_parser", "build_parser", "main", "run"]
 
 _DESCRIPTION = (
@@ -25,6 +27,7 @@ _DESCRIPTION = (
 def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--bind",
+        type=stream_address,
         default="tcp://127.0.0.1:5555",
         help="address to receive on (default: tcp://127.0.0.1:5555, this machine only; "
         "port 0 picks a free one)",
@@ -35,12 +38,15 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="the log to write: compressed and crash-safe if it ends in .gz (run.jsonl.gz), "
         "plain JSON lines otherwise",
     )
-    parser.add_argument("--stream", help="also publish every entry live at this address")
+    parser.add_argument(
+        "--stream", type=stream_address, help="also publish every entry live at this address"
+    )
     parser.add_argument(
         "--replay", type=int, default=0, help="newest entries kept for late stream clients"
     )
     parser.add_argument(
         "--replay-address",
+        type=stream_address,
         help="where the replay is served (default: the --stream host, a free port)",
     )
     parser.add_argument(

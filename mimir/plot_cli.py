@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from mimir._cli_args import stream_address
+
 __all__ = ["add_parser", "build_parser", "main", "run"]
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
@@ -43,11 +45,13 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     source.add_argument(
         "--connect",
         metavar="ADDRESS",
+        type=stream_address,
         help=f"the publisher's stream address (default {DEFAULT_ADDRESS})",
     )
     source.add_argument(
         "--replay-address",
         metavar="ADDRESS",
+        type=stream_address,
         help="the publisher's replay address, to show the entries it kept first "
         f"(default {DEFAULT_REPLAY_ADDRESS} without --connect, none with it)",
     )

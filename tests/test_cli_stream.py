@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -24,15 +25,20 @@ def mimir_command(*args: str, **kwargs) -> subprocess.Popen:
     )
 
 
-def test_tail_prints_replay_then_live_entries_as_json_lines():
-    """`mimir tail` prints the replayed entries, then live ones, one JSON object per line."""
-    logger = mimir.Logger(
+def replaying_logger() -> mimir.Logger:
+    """A logger streaming on free loopback ports that keeps 100 entries for late joiners."""
+    return mimir.Logger(
         stream=True,
         stream_maxlen=100,
         formatter=None,
         stream_address="tcp://127.0.0.1:0",
         replay_address="tcp://127.0.0.1:0",
     )
+
+
+def test_tail_prints_replay_then_live_entries_as_json_lines():
+    """`mimir tail` prints the replayed entries, then live ones, one JSON object per line."""
+    logger = replaying_logger()
     try:
         for i in range(10):
             logger.log({"iteration": i, "text": "Mímir"})
@@ -85,3 +91,25 @@ def test_demo_stream_can_be_followed_with_tail(tmp_path):
     assert demo.returncode == 0
     assert seen == list(range(40))
     assert len(mimir.load(tmp_path / "run.jsonl")) == 40
+
+
+def test_tail_follows_a_stream_given_as_host_and_port():
+    """`mimir tail 127.0.0.1:PORT --replay-address 127.0.0.1:PORT` prints the kept entries."""
+    logger = replaying_logger()
+    try:
+        for i in range(3):
+            logger.log({"iteration": i})
+        address = logger.stream.address.removeprefix("tcp://")
+        replay = logger.stream.replay_address.removeprefix("tcp://")
+        tail = mimir_command("tail", address, "--replay-address", replay)
+        watchdog = threading.Timer(30, tail.kill)  # a hung tail fails the test, not the run
+        watchdog.start()
+        try:
+            seen = [json.loads(tail.stdout.readline())["iteration"] for _ in range(3)]
+        finally:
+            watchdog.cancel()
+            tail.terminate()
+            tail.wait(timeout=10)
+    finally:
+        logger.close()
+    assert seen == [0, 1, 2]

@@ -32,3 +32,42 @@ def test_main_dispatches_through_the_run_function(tmp_path, capsys):
         logger.log({"iteration": 1})
     assert cli.main(["cat", str(path)]) == 0
     assert '"iteration":1' in capsys.readouterr().out.replace(" ", "")
+
+
+# -- addresses without a scheme -----------------------------------------------------------
+
+ADDRESS_OPTIONS = {
+    "tail": ["tail", "{}"],
+    "tail --replay-address": ["tail", "--replay-address", "{}"],
+    "plot --connect": ["plot", "iteration", "loss", "--connect", "{}"],
+    "plot --replay-address": ["plot", "iteration", "loss", "--replay-address", "{}"],
+    "collect --bind": ["collect", "--file", "x.jsonl", "--bind", "{}"],
+    "collect --stream": ["collect", "--file", "x.jsonl", "--stream", "{}"],
+    "collect --replay-address": ["collect", "--file", "x.jsonl", "--replay-address", "{}"],
+}
+
+
+def _argv(option: str, address: str) -> list[str]:
+    return [address if word == "{}" else word for word in ADDRESS_OPTIONS[option]]
+
+
+@pytest.mark.parametrize("option", sorted(ADDRESS_OPTIONS))
+def test_an_address_without_a_scheme_means_tcp(option):
+    """`localhost:5557` is read as `tcp://localhost:5557` wherever a stream address is taken."""
+    args = cli.build_parser().parse_args(_argv(option, "localhost:5557"))
+    assert "tcp://localhost:5557" in vars(args).values()
+
+
+@pytest.mark.parametrize("option", sorted(ADDRESS_OPTIONS))
+@pytest.mark.parametrize("address", ["localhost", "tcp://localhost:port", "udp://h:1", "h:70000"])
+def test_an_invalid_address_is_a_one_line_usage_error(option, address, capsys):
+    """An address ZeroMQ would refuse ends the command with status 2 and one line naming it."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(_argv(option, address))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    command = ADDRESS_OPTIONS[option][0]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"mimir {command}: error: argument ")
+    assert repr(address) in last
+    assert "Traceback" not in err
