@@ -76,10 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     return _configure(argparse.ArgumentParser(prog="mimir collect", description=_DESCRIPTION))
 
 
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with a combination of options, or None."""
+    if args.replay < 0:
+        return "--replay must be >= 0"
+    if args.stream is None and args.replay:
+        return "--replay keeps entries for late stream clients: add --stream ADDRESS"
+    if args.stream is None and args.replay_address is not None:
+        return "--replay-address serves the stream's kept entries: add --stream ADDRESS"
+    if args.replay_address is not None and not args.replay:
+        return "--replay-address serves the entries --replay keeps: add --replay N"
+    if args.curve_authorized_keys is not None and args.curve_secret_key is None:
+        return "--curve-authorized-keys needs the collector's key: add --curve-secret-key FILE"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out ``mimir collect``; return the exit status."""
-    if args.replay < 0:
-        print("mimir collect: error: --replay must be >= 0", file=sys.stderr)
+    problem = _usage_problem(args)
+    if problem is not None:
+        print(f"mimir collect: error: {problem}", file=sys.stderr)
         return 2
     try:
         from mimir.collector import Collector

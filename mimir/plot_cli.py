@@ -140,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
         return _error("give either --file or --connect/--replay-address, not both")
     if args.output is not None and args.file is None:
         return _error("--output writes a report of a log file: give it --file PATH")
+    if args.output is not None and args.show:
+        return _error("--show opens the live plot, --output writes a report instead: drop one")
+    if args.output is not None and args.allow_host:
+        return _error("--allow-host is for the live plot's server, not --output: drop it")
     if args.decimate is not None and args.decimate < 2:
         return _error("--decimate needs at least 2 points")
     try:

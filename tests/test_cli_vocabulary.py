@@ -71,3 +71,30 @@ def test_an_invalid_address_is_a_one_line_usage_error(option, address, capsys):
     assert last.startswith(f"mimir {command}: error: argument ")
     assert repr(address) in last
     assert "Traceback" not in err
+
+
+# -- options that need another one ----------------------------------------------------------
+
+CONTRADICTIONS = [
+    (["collect", "--file", "x.jsonl", "--replay", "5"], "add --stream"),
+    (["collect", "--file", "x.jsonl", "--replay-address", "127.0.0.1:1"], "add --stream"),
+    (
+        ["collect", "--file", "x.jsonl", "--stream", "127.0.0.1:0", "--replay-address", "h:1"],
+        "add --replay",
+    ),
+    (["collect", "--file", "x.jsonl", "--curve-authorized-keys", "keys"], "--curve-secret-key"),
+    (["collect", "--file", "x.jsonl", "--replay", "-1"], ">= 0"),
+    (["plot", "i", "y", "--file", "a.jsonl", "--output", "r.html", "--show"], "drop one"),
+    (["plot", "i", "y", "--file", "a.jsonl", "-o", "r.html", "--allow-host", "h"], "drop it"),
+]
+
+
+@pytest.mark.parametrize("argv, message", CONTRADICTIONS)
+def test_an_option_without_the_one_it_needs_is_a_usage_error(argv, message, tmp_path, capsys):
+    """An option that means nothing without another ends with status 2 saying what to add."""
+    argv = [str(tmp_path / word) if word.endswith(".jsonl") else word for word in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mimir {argv[0]}: error: ")
+    assert message in err
+    assert not (tmp_path / "x.jsonl").exists()
