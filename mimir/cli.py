@@ -233,15 +233,22 @@ def check(filenames: Sequence[str]) -> int:
 
 
 def tail(address: str, replay_address: str | None, timeout: float | None) -> int:
-    """Print the entries of a live stream as JSON lines until interrupted."""
+    """Print the entries of a live stream as JSON lines until interrupted.
+
+    With ``timeout``, a stream silent for that long ends the command normally: a note
+    on standard error and status 0.
+    """
     from mimir.stream import subscribe
 
     out = sys.stdout
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    with subscribe(address, replay_address, timeout=timeout) as entries:
-        for entry in entries:
-            out.write(dumps(entry) + "\n")
-            out.flush()
+    try:
+        with subscribe(address, replay_address, timeout=timeout) as entries:
+            for entry in entries:
+                out.write(dumps(entry) + "\n")
+                out.flush()
+    except TimeoutError as error:
+        print(f"mimir tail: {error}", file=sys.stderr)
     return 0
 
 
