@@ -26,6 +26,8 @@ from mimir.reader import (
 
 __all__ = ["main"]
 
+DEFAULT_STREAM_ADDRESS = "tcp://127.0.0.1:5557"
+
 
 def demo(output: str, steps: int, delay: float, seed: int, stream: bool = False) -> None:
     """A short synthetic training run, logged to the console and to ``output``.
@@ -268,7 +270,16 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_tail(args: argparse.Namespace) -> int:
-    return tail(args.address, args.replay_address, args.timeout)
+    address = args.connect
+    if args.address is not None:
+        if address is not None:
+            print("mimir tail: error: give the stream once, as --connect ADDRESS", file=sys.stderr)
+            return 2
+        print(
+            "mimir tail: the ADDRESS argument is deprecated, use --connect ADDRESS", file=sys.stderr
+        )
+        address = args.address
+    return tail(address or DEFAULT_STREAM_ADDRESS, args.replay_address, args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,11 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
         "tail", help="print the entries of a live stream as JSON lines, e.g. for jq"
     )
     tail_parser.add_argument(
+        "--connect",
+        metavar="ADDRESS",
+        type=stream_address,
+        help=f"the stream's address (default {DEFAULT_STREAM_ADDRESS})",
+    )
+    tail_parser.add_argument(
         "address",
         nargs="?",
         type=stream_address,
-        default="tcp://127.0.0.1:5557",
-        help="the stream's address",
+        help="deprecated: the stream's address, now given as --connect ADDRESS",
     )
     tail_parser.add_argument(
         "--replay-address",

@@ -18,7 +18,8 @@ __all__ = ["add_parser", "build_parser", "main", "run"]
 _DESCRIPTION = (
     "Receive the entries that processes send with mimir.forward.ZMQForwardHandler "
     "(ranks, data-loader workers, other hosts) and write them to one log, each with "
-    "its sender under --source-key; optionally republish them as a live stream. "
+    "its sender under --source-key (the log named by --output); optionally republish "
+    "them as a live stream. "
     "Gaps in a sender's entries are reported. Stops on Ctrl+C or SIGTERM, with "
     "everything received written."
 )
@@ -33,10 +34,14 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "port 0 picks a free one)",
     )
     parser.add_argument(
-        "--file",
-        required=True,
-        help="the log to write: compressed and crash-safe if it ends in .gz (run.jsonl.gz), "
-        "plain JSON lines otherwise",
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="the log to write (required): compressed and crash-safe if it ends in .gz "
+        "(run.jsonl.gz), plain JSON lines otherwise",
+    )
+    parser.add_argument(
+        "--file", metavar="FILE", help="deprecated spelling of --output (to be removed)"
     )
     parser.add_argument(
         "--stream", type=stream_address, help="also publish every entry live at this address"
@@ -78,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with a combination of options, or None."""
+    if args.output is None and args.file is None:
+        return "the log to write is missing: add --output FILE"
+    if args.output is not None and args.file is not None:
+        return "--file is the deprecated spelling of --output: give only --output"
     if args.replay < 0:
         return "--replay must be >= 0"
     if args.stream is None and args.replay:
@@ -97,12 +106,15 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"mimir collect: error: {problem}", file=sys.stderr)
         return 2
+    if args.file is not None:
+        print("mimir collect: --file is deprecated, use --output", file=sys.stderr)
+        args.output = args.file
     try:
         from mimir.collector import Collector
 
         collector = Collector(
             args.bind,
-            filename=args.file,
+            filename=args.output,
             stream=args.stream,
             replay=args.replay,
             replay_address=args.replay_address,
@@ -113,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     except (ImportError, OSError, ValueError) as error:
         print(f"mimir collect: error: {error}", file=sys.stderr)
         return 1
-    where = f"collecting on {collector.address} into {args.file}"
+    where = f"collecting on {collector.address} into {args.output}"
     if collector.stream is not None:
         where += f"; stream at {collector.stream_address}"
         if collector.replay_address:

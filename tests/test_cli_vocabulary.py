@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import mimir
 from mimir import cli
+
+ROOT = Path(__file__).resolve().parent.parent
 
 COMMANDS = {
     "demo": [],
@@ -13,7 +20,7 @@ COMMANDS = {
     "check": ["a.jsonl"],
     "tail": [],
     "plot": ["iteration", "loss"],
-    "collect": ["--file", "x.jsonl"],
+    "collect": ["--output", "x.jsonl"],
 }
 
 
@@ -38,12 +45,13 @@ def test_main_dispatches_through_the_run_function(tmp_path, capsys):
 
 ADDRESS_OPTIONS = {
     "tail": ["tail", "{}"],
+    "tail --connect": ["tail", "--connect", "{}"],
     "tail --replay-address": ["tail", "--replay-address", "{}"],
     "plot --connect": ["plot", "iteration", "loss", "--connect", "{}"],
     "plot --replay-address": ["plot", "iteration", "loss", "--replay-address", "{}"],
-    "collect --bind": ["collect", "--file", "x.jsonl", "--bind", "{}"],
-    "collect --stream": ["collect", "--file", "x.jsonl", "--stream", "{}"],
-    "collect --replay-address": ["collect", "--file", "x.jsonl", "--replay-address", "{}"],
+    "collect --bind": ["collect", "--output", "x.jsonl", "--bind", "{}"],
+    "collect --stream": ["collect", "--output", "x.jsonl", "--stream", "{}"],
+    "collect --replay-address": ["collect", "--output", "x.jsonl", "--replay-address", "{}"],
 }
 
 
@@ -76,14 +84,17 @@ def test_an_invalid_address_is_a_one_line_usage_error(option, address, capsys):
 # -- options that need another one ----------------------------------------------------------
 
 CONTRADICTIONS = [
-    (["collect", "--file", "x.jsonl", "--replay", "5"], "add --stream"),
-    (["collect", "--file", "x.jsonl", "--replay-address", "127.0.0.1:1"], "add --stream"),
+    (["collect", "--output", "x.jsonl", "--replay", "5"], "add --stream"),
+    (["collect", "--output", "x.jsonl", "--replay-address", "127.0.0.1:1"], "add --stream"),
     (
-        ["collect", "--file", "x.jsonl", "--stream", "127.0.0.1:0", "--replay-address", "h:1"],
+        ["collect", "--output", "x.jsonl", "--stream", "127.0.0.1:0", "--replay-address", "h:1"],
         "add --replay",
     ),
-    (["collect", "--file", "x.jsonl", "--curve-authorized-keys", "keys"], "--curve-secret-key"),
-    (["collect", "--file", "x.jsonl", "--replay", "-1"], ">= 0"),
+    (["collect", "--output", "x.jsonl", "--curve-authorized-keys", "keys"], "--curve-secret-key"),
+    (["collect", "--output", "x.jsonl", "--replay", "-1"], ">= 0"),
+    (["collect"], "add --output"),
+    (["collect", "--output", "x.jsonl", "--file", "y.jsonl"], "give only --output"),
+    (["tail", "--connect", "127.0.0.1:1", "127.0.0.1:1"], "--connect ADDRESS"),
     (["plot", "i", "y", "--file", "a.jsonl", "--output", "r.html", "--show"], "drop one"),
     (["plot", "i", "y", "--file", "a.jsonl", "-o", "r.html", "--allow-host", "h"], "drop it"),
 ]
@@ -98,3 +109,29 @@ def test_an_option_without_the_one_it_needs_is_a_usage_error(argv, message, tmp_
     assert err.startswith(f"mimir {argv[0]}: error: ")
     assert message in err
     assert not (tmp_path / "x.jsonl").exists()
+
+
+# -- deprecated spellings -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["--output", "--file"])
+def test_collect_writes_the_log_named_by_output_or_the_deprecated_file(spelling, tmp_path):
+    """`mimir collect --output` writes the log; `--file` still does, with one deprecation line."""
+    pytest.importorskip("zmq")
+    path = tmp_path / "run.jsonl"
+    collect = subprocess.Popen(
+        [sys.executable, "-m", "mimir", "collect", spelling, str(path), "--bind", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        banner = collect.stdout.readline()  # printed once the log is open
+    finally:
+        collect.terminate()
+        _, err = collect.communicate(timeout=30)
+    assert f"into {path} " in banner
+    assert path.exists()
+    deprecated = "mimir collect: --file is deprecated, use --output\n"
+    assert err == (deprecated if spelling == "--file" else "")
