@@ -39,6 +39,7 @@ LAYERS = {
     "mimir.plot_cli": 7,
     "mimir.collector_cli": 7,
     "mimir.__main__": 7,
+    "mimir._cli_args": 7,
 }
 
 # Each with the step that removes it (see docs/architecture.rst).

@@ -405,7 +405,7 @@ def test_s1_loopback_default_and_wide_bind_warning(tmp_path: Path) -> None:
     from mimir import collector_cli
 
     assert (
-        collector_cli.build_parser().parse_args(["--file", "x.gz"]).bind == "tcp://127.0.0.1:5555"
+        collector_cli.build_parser().parse_args(["--output", "x.gz"]).bind == "tcp://127.0.0.1:5555"
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -611,7 +611,7 @@ def test_s4_oversized_frame_and_flood(tmp_path: Path) -> None:
 def test_cli_sigterm_leaves_valid_file(tmp_path: Path) -> None:
     """SIGTERM to `mimir collect` leaves a valid file holding everything it received."""
     path = tmp_path / "run.jsonl.gz"
-    proc = spawn("-m", "mimir.collector_cli", "--bind", ANY_PORT, "--file", str(path))
+    proc = spawn("-m", "mimir.collector_cli", "--bind", ANY_PORT, "--output", str(path))
     assert proc.stdout is not None
     banner = proc.stdout.readline()
     address = banner.split("collecting on ")[1].split()[0]
