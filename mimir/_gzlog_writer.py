@@ -200,10 +200,10 @@ class WriterProcess:
             end = data.rfind(b"\n", start, start + _MAX_FRAME) + 1 or start + _MAX_FRAME
             with memoryview(data) as view:
                 self._send(_DATA, view[start:end])
-                self.sent += view[start:end].tobytes().count(b"\n")
+            self.sent += data.count(b"\n", start, end)  # counted in place, no copy
             start = end
         self._send(_DATA, data[start:] if start else data)
-        self.sent += data.count(b"\n")
+        self.sent += data.count(b"\n", start)
         if not self._read_replies(until=None):
             self._died()  # noticed early; what it had not written is reported lost
 

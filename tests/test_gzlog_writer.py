@@ -286,5 +286,7 @@ def test_batches_above_the_frame_limit_go_as_several_frames(
     handler = closing(GzlogFileHandler(path, flush_interval=60))
     for seq in range(5000):
         handler.add_line(line(seq))
+    handler.flush()
+    assert (handler.written, handler.dropped, handler.pending_entries) == (5000, 0, 0)
     handler.close()
     assert seqs(path) == list(range(5000)) and handler.failures == 0
