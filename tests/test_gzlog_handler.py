@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gzlog_helpers import ALL_POINTS
 
 import mimir
 from mimir.gzlog import Gzlog, check, recover
@@ -300,27 +301,7 @@ def test_writer_finishes_after_the_logging_process_is_killed(tmp_path: Path) -> 
 
 # --- G6: injected I/O errors ------------------------------------------------------------
 
-POINTS = [
-    "append.add_written",
-    "append.marked",
-    "append.data",
-    "append.block",
-    "append.trailer",
-    "append.committed",
-    "append.add_unlinked",
-    "state.pre",
-    "state.post",
-    "compress.add_written",
-    "compress.temp_written",
-    "compress.marked",
-    "compress.chunk",
-    "compress.deflated",
-    "compress.trailer",
-    "replace.marked",
-    "replace.add_unlinked",
-    "replace.renamed",
-    "replace.committed",
-]
+POINTS = ALL_POINTS  # every fault-injection point of the engine
 
 
 class Fault:
