@@ -26,9 +26,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from mimir.collector import Collector
-from mimir.forward import ZMQForwardHandler
-from mimir.jsonl import JSONLFileHandler
+from mimir.files.plain import JSONLFileHandler
+from mimir.stream.collector import Collector
+from mimir.stream.forwarder import ZMQForwardHandler
 
 # A sender's buffer in the rate test: small, so that a step measures the sustained
 # rate rather than how much the buffers absorb (8 x 5,000 entries at most).
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--start", type=float, default=20_000, help="first total rate, entries/s")
     parser.add_argument("--calls", type=int, default=200_000)
     args = parser.parse_args()
-    logging.getLogger("mimir.collector").setLevel(logging.ERROR)  # gaps are counted below
+    logging.getLogger("mimir.stream.collector").setLevel(logging.ERROR)  # gaps are counted below
     print(f"{os.cpu_count()} CPUs; {args.senders} sender processes, {args.seconds} s per step")
     good, bad = None, None
     rate = args.start

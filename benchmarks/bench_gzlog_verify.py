@@ -36,8 +36,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from mimir.files.compressed import GzlogFileHandler  # noqa: E402
 from mimir.gzlog import MAX_APPEND, Gzlog  # noqa: E402
-from mimir.gzlog_handler import GzlogFileHandler  # noqa: E402
 
 LEVEL = 4  # GzlogFileHandler's default compression level
 

@@ -1,7 +1,7 @@
 """Live streaming over ZeroMQ: delivery and delay at a steady rate, and replay time.
 
 (a) Logs entries at ``--rate`` per second (default 50,000) for ``--seconds``
-    (default 10) through a :class:`mimir.zmq_handler.ZMQStreamHandler`, while a
+    (default 10) through a :class:`mimir.stream.publisher.ZMQStreamHandler`, while a
     client in a separate process follows the stream on loopback. Each entry carries
     its ``time.time()`` at logging; the client computes the delay to its arrival
     (same host, same clock). Targets: 100% of the entries received, median delay
@@ -27,7 +27,7 @@ import zmq
 
 from mimir.formatter import JSONFormatter
 from mimir.stream import subscribe
-from mimir.zmq_handler import ZMQStreamHandler
+from mimir.stream.publisher import ZMQStreamHandler
 
 ANY = "tcp://127.0.0.1:*"
 

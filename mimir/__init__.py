@@ -13,28 +13,29 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mimir import serialization
+from mimir import _moved, serialization
 from mimir._json import SerializationError
+from mimir.files import GzlogFileHandler, JSONLFileHandler
 from mimir.formatter import JSONFormatter
-from mimir.gzlog_handler import GzlogFileHandler
-from mimir.jsonl import JSONLFileHandler
 from mimir.logger import Logger
 from mimir.memory import MemoryHandler
 from mimir.reader import DamagedLogError, MalformedLogError, PartialReadWarning, load
 from mimir.reader import open_log as open  # noqa: F401  (public, not in __all__)
 
 if TYPE_CHECKING:
-    from mimir.collector import Collector
-    from mimir.forward import ZMQForwardHandler
-    from mimir.zmq_handler import ZMQStreamHandler
+    from mimir.stream.collector import Collector
+    from mimir.stream.forwarder import ZMQForwardHandler
+    from mimir.stream.publisher import ZMQStreamHandler
 
 __version__ = "0.1.0"
 
+_moved.install()  # the module paths of 0.1 (mimir.zmq_handler ...) keep working, deprecated
+
 # Public names loaded on first access (PEP 562): name -> module defining it.
 _LAZY = {
-    "Collector": "mimir.collector",
-    "ZMQForwardHandler": "mimir.forward",
-    "ZMQStreamHandler": "mimir.zmq_handler",
+    "Collector": "mimir.stream.collector",
+    "ZMQForwardHandler": "mimir.stream.forwarder",
+    "ZMQStreamHandler": "mimir.stream.publisher",
 }
 
 # mimir.open stays available, but `from mimir import *` must not shadow the builtin.

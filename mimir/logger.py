@@ -15,13 +15,13 @@ from mimir._handler import Handler
 from mimir._json import orjson
 from mimir._record import EntryRecordFactory
 from mimir.console import ConsoleFormatter, ConsoleHandler
+from mimir.files.compressed import GzlogFileHandler
+from mimir.files.plain import JSONLFileHandler
 from mimir.formatter import JSONFormatter
-from mimir.gzlog_handler import GzlogFileHandler
-from mimir.jsonl import JSONLFileHandler
 from mimir.memory import MemoryHandler
 
 if TYPE_CHECKING:  # imported when stream=True only: pyzmq is optional
-    from mimir.zmq_handler import ZMQStreamHandler
+    from mimir.stream.publisher import ZMQStreamHandler
 
 __all__ = ["Logger"]
 
@@ -70,7 +70,7 @@ class Logger:
         maxlen: keep the last ``maxlen`` entries in memory (:class:`~mimir.MemoryHandler`),
             read with ``logger[-1]``, slices, ``len(logger)`` and iteration; 0 keeps
             none, ``None`` keeps every entry (memory then grows with the run).
-        stream: publish every entry over ZeroMQ (:class:`~mimir.zmq_handler.ZMQStreamHandler`)
+        stream: publish every entry over ZeroMQ (:class:`~mimir.stream.publisher.ZMQStreamHandler`)
             on ``stream_address``, for ``mimir tail``, :mod:`mimir.stream` clients and
             live plots. Needs ``pip install "mimir-logger[zmq]"``.
         stream_maxlen: replay the last ``stream_maxlen`` entries to clients that join
@@ -137,7 +137,7 @@ class Logger:
             if maxlen is None or maxlen:
                 self.memory = self._own(MemoryHandler(maxlen))
             if stream:  # before the file: a port in use then leaves no new file behind
-                from mimir.zmq_handler import ZMQStreamHandler
+                from mimir.stream.publisher import ZMQStreamHandler
 
                 self.stream = self._own(
                     ZMQStreamHandler(stream_address, replay_address, replay=stream_maxlen)

@@ -48,9 +48,7 @@ def _restore_logging() -> Iterator[None]:
     }
     # dictConfig and fileConfig disable every logger they do not name.
     disabled = {
-        obj: obj.disabled
-        for obj in manager.loggerDict.values()
-        if isinstance(obj, logging.Logger)
+        obj: obj.disabled for obj in manager.loggerDict.values() if isinstance(obj, logging.Logger)
     }
     yield
     for obj, was_disabled in disabled.items():

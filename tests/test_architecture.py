@@ -23,27 +23,18 @@ LAYERS = {
     "mimir.reader": 2,
     "mimir.console": 2,
     "mimir.serialization": 2,
-    "mimir.jsonl": 3,
-    "mimir.gzlog_handler": 3,
-    "mimir._gzlog_writer": 3,
-    "mimir.streaming": 4,
-    "mimir.zmq_handler": 4,
+    "mimir._moved": 2,
+    "mimir.files": 3,
     "mimir.stream": 4,
-    "mimir.forward": 4,
-    "mimir.collector": 4,
     "mimir.logger": 5,
     "mimir": 5,
     "mimir.plot": 6,
-    "mimir.plot_server": 6,
     "mimir.cli": 7,
-    "mimir.plot_cli": 7,
-    "mimir.collector_cli": 7,
     "mimir.__main__": 7,
-    "mimir._cli_args": 7,
 }
 
 # Each with the step that removes it (see docs/architecture.rst).
-KNOWN_CIRCLES = {frozenset({"mimir.gzlog_handler", "mimir._gzlog_writer"})}
+KNOWN_CIRCLES = {frozenset({"mimir.files.compressed", "mimir.files._writer_process"})}
 
 OPTIONAL = ("zmq", "bokeh")
 

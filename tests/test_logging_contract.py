@@ -635,8 +635,8 @@ def _interrupt_add_line(handler: logging.Handler, lock: threading.Lock) -> tuple
 def test_ctrl_c_while_logging_leaves_no_lock_held(tmp_path):
     """A KeyboardInterrupt (Ctrl-C) landing anywhere in add_line: the handler still works."""
     pytest.importorskip("zmq")
-    from mimir.forward import ZMQForwardHandler
-    from mimir.zmq_handler import ZMQStreamHandler
+    from mimir.stream.forwarder import ZMQForwardHandler
+    from mimir.stream.publisher import ZMQStreamHandler
 
     path = tmp_path / "run.jsonl"
     handler = JSONLFileHandler(path, flush_interval=60, flush_bytes=1 << 30)

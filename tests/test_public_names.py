@@ -12,11 +12,12 @@ import textwrap
 import pytest
 
 import mimir
+from mimir._moved import MOVED
 
 LAZY = {
-    "ZMQStreamHandler": "mimir.zmq_handler",
-    "ZMQForwardHandler": "mimir.forward",
-    "Collector": "mimir.collector",
+    "ZMQStreamHandler": "mimir.stream.publisher",
+    "ZMQForwardHandler": "mimir.stream.forwarder",
+    "Collector": "mimir.stream.collector",
 }
 
 
@@ -44,7 +45,7 @@ def test_import_mimir_loads_neither_pyzmq_nor_bokeh():
         logger = mimir.Logger(maxlen=5, formatter=None)
         logger.log({"iteration": 0})
         logger.close()
-        heavy = ("zmq", "bokeh", "mimir.zmq_handler", "mimir.forward", "mimir.collector")
+        heavy = ("mimir.stream.publisher", "mimir.stream.forwarder", "mimir.stream.collector")
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("zmq", "bokeh") or m in heavy))
         """
     )
@@ -69,15 +70,15 @@ def test_lazy_names_resolve_in_a_fresh_interpreter():
         from mimir import ZMQForwardHandler
         import mimir
 
-        print(ZMQForwardHandler.__module__, "mimir.streaming.protocol" in sys.modules)
+        print(ZMQForwardHandler.__module__, "mimir.stream.protocol" in sys.modules)
         print(mimir.ZMQStreamHandler.__module__, mimir.Collector.__module__)
         """
     )
     assert result.stdout.split() == [
-        "mimir.forward",
+        "mimir.stream.forwarder",
         "True",
-        "mimir.zmq_handler",
-        "mimir.collector",
+        "mimir.stream.publisher",
+        "mimir.stream.collector",
     ]
 
 
@@ -200,3 +201,47 @@ def test_missing_pyzmq_is_named_with_what_to_install():
     lines = result.stdout.splitlines()
     assert len(lines) == 5, result.stdout
     assert all('pip install "mimir-logger[zmq]"' in line for line in lines), result.stdout
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(MOVED.items()))
+def test_module_paths_of_0_1_still_import_with_a_deprecation_warning(old, new):
+    """``import mimir.zmq_handler`` (and each old path) gives the moved module, and says so."""
+    result = run_python(
+        f"""
+        import importlib, warnings
+        warnings.simplefilter("error", DeprecationWarning)
+        import mimir
+        try:
+            importlib.import_module({old!r})
+        except DeprecationWarning as warning:
+            print("warned:", warning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        print(importlib.import_module({old!r}) is importlib.import_module({new!r}))
+        """
+    )
+    assert result.stdout.splitlines() == [
+        f"warned: {old} is now {new}; the old name will be removed in the next release",
+        "True",
+    ]
+
+
+def test_dictconfig_builds_a_handler_from_a_0_1_module_path(tmp_path):
+    """A dictConfig written for 0.1 (``mimir.jsonl.JSONLFileHandler``) still builds the handler."""
+    path = tmp_path / "run.jsonl"
+    with pytest.warns(DeprecationWarning, match="mimir.jsonl is now mimir.files.plain"):
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {
+                    "file": {"class": "mimir.jsonl.JSONLFileHandler", "filename": str(path)}
+                },
+                "loggers": {"mimir.test.moved": {"handlers": ["file"], "level": "INFO"}},
+            }
+        )
+    logger = logging.getLogger("mimir.test.moved")
+    handler = logger.handlers[0]
+    assert isinstance(handler, mimir.JSONLFileHandler)
+    logger.info({"iteration": 1})
+    handler.close()
+    assert mimir.load(path) == [{"iteration": 1}]

@@ -32,7 +32,7 @@ import mimir
 from mimir import DamagedLogError, MalformedLogError, PartialReadWarning
 from mimir.cli import main as mimir_main
 from mimir.gzlog import Gzlog
-from mimir.plot_server import FileFeed, PointStore
+from mimir.plot.server import FileFeed, PointStore
 from mimir.reader import iter_lines, open_regular_file
 
 ROOT = Path(__file__).resolve().parent.parent

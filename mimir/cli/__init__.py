@@ -1,0 +1,19 @@
+"""The ``mimir`` command: one parser with subcommands, one dispatcher, one vocabulary.
+
+* :mod:`mimir.cli.commands`: the parser, the dispatcher (:func:`main`) and the
+  commands on files and streams: ``demo``, ``cat``, ``check``, ``tail``.
+* :mod:`mimir.cli.plot`: ``mimir plot`` (the live server and the HTML report).
+* :mod:`mimir.cli.collect`: ``mimir collect`` (the collector).
+* ``mimir.cli._args``: argument types the commands share (stream addresses).
+
+Every command speaks the same words: ``--file`` names a log that is read,
+``--output`` what the command writes, ``--connect`` a stream that is read,
+``--stream`` a stream that is published. Nothing else in Mímir imports this
+package; ``python -m mimir`` and the ``mimir`` script call :func:`main`.
+"""
+
+from __future__ import annotations
+
+from mimir.cli.commands import main
+
+__all__ = ["main"]

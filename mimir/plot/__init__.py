@@ -1,0 +1,39 @@
+"""Plots of runs with Bokeh: live in Jupyter, served to a browser, or as an HTML report.
+
+* :mod:`mimir.plot.figure`: what every plot shares: entries turned into points
+  per line (:func:`entries_to_rows`) and the Bokeh figure (:func:`build_figure`).
+* :mod:`mimir.plot.notebook`: :func:`notebook_plot`, a live plot in Jupyter that
+  follows a stream.
+* :mod:`mimir.plot.server`: the Bokeh server behind ``mimir plot`` (a log file
+  followed as it grows, or a stream) and the static report (:func:`write_report`).
+
+This layer sits on reading logs (:mod:`mimir.reader`) and the subscriber
+(:mod:`mimir.stream`). Importing it imports no Bokeh: that happens when a plot is
+made, and a missing Bokeh is an error that says what to install
+(``pip install "mimir-logger[plot]"``).
+"""
+
+from __future__ import annotations
+
+from mimir.plot.figure import (
+    MIN_BOKEH,
+    PlotValueWarning,
+    build_figure,
+    entries_to_rows,
+    import_bokeh,
+    source_name,
+)
+from mimir.plot.notebook import NotebookPlot, notebook_plot
+from mimir.plot.server import write_report
+
+__all__ = [
+    "MIN_BOKEH",
+    "NotebookPlot",
+    "PlotValueWarning",
+    "build_figure",
+    "entries_to_rows",
+    "import_bokeh",
+    "notebook_plot",
+    "source_name",
+    "write_report",
+]
