@@ -17,8 +17,10 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-_spec = importlib.util.spec_from_file_location("_gzh", ROOT / "tests" / "test_gzlog_handler.py")
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the tests' shared helpers live there
+_spec = importlib.util.spec_from_file_location(
+    "_gzh", ROOT / "tests" / "files" / "test_compressed.py"
+)
 _tests = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_tests)
 
