@@ -122,7 +122,7 @@ class BufferedHandler(Handler):
             if self._thread is not None:
                 return
             self._thread = threading.Thread(
-                target=self._run, name=f"mimir-flush-{id(self):x}", daemon=True
+                target=self._flush_loop, name=f"mimir-flush-{id(self):x}", daemon=True
             )
         self._thread.start()
         mp_util = sys.modules.get("multiprocessing.util")
@@ -260,7 +260,7 @@ class BufferedHandler(Handler):
         except EntriesDropped as error:
             self.report(str(error))
 
-    def _run(self) -> None:
+    def _flush_loop(self) -> None:
         while not self._closing:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
