@@ -7,10 +7,11 @@ line to one ``bytearray`` under a lock and gives it the next sequence number; th
 sender thread swaps the whole buffer out at once (:meth:`~QueuedSender._take`) and
 sends it in messages of about ``_batch_bytes`` cut at newlines
 (:meth:`~QueuedSender._send_batches`). What does not fit is dropped and counted,
-the first drop of a streak reported; ``sent + dropped`` equals the entries logged
-once the handler is closed. After :meth:`~QueuedSender.close` (by the user,
-``dictConfig`` or ``logging.shutdown``) the next entry reopens the handler: same
-run id, next sequence number.
+the first drop of a streak reported; a dropped entry takes its sequence number in
+order too, so the receiver sees the gap where the entry was. ``sent + dropped``
+equals the entries logged once the handler is closed. After
+:meth:`~QueuedSender.close` (by the user, ``dictConfig`` or ``logging.shutdown``)
+the next entry reopens the handler: same run id, next sequence number.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 from mimir import _fork
 from mimir._handler import Handler, as_line
-from mimir.stream.protocol import batch_end
+from mimir.stream.protocol import batch_end, line_offset
 
 __all__ = ["QueuedSender"]
 
@@ -80,14 +81,16 @@ class QueuedSender(Handler):
     def _reset_queue(self) -> None:
         """An empty queue, numbered from 1."""
         # The entries waiting for the sender: their JSON lines, each ending in b"\n",
-        # back to back in _pending; _count of them, numbered _seq + 1 to _seq + _count.
-        # The _lost entries dropped since come after them (drops happen only when no
-        # more entries fit). The sender swaps the bytearray out whole, under _lock, and
-        # moves _seq on: nothing is done per entry but appending the line.
+        # back to back in _pending; _count of them, numbered from _seq + 1 in the order
+        # they were logged, together with the entries dropped among and after them:
+        # _holes lists those as [i, n], n entries dropped after the first i of _pending
+        # (a drop while _pending is empty just moves _seq on). The sender swaps the
+        # bytearray out whole, under _lock, or only up to the first hole, and moves _seq
+        # on: nothing is done per entry but appending the line.
         self._pending = bytearray()
         self._seq = 0
         self._count = 0
-        self._lost = 0
+        self._holes: list[list[int]] = []
         # Entries _pending may hold: queue_size, 0 once closed, forked or stopped.
         self._room = 0 if self._closed else self.queue_size
         self._taken = 0  # seq of the last entry the sender took from _pending
@@ -140,8 +143,16 @@ class QueuedSender(Handler):
     def _drop(self, record: logging.LogRecord | None, size: int) -> None:
         """Count a dropped entry; report the first of a streak through handleError."""
         with self._lock:
-            self._lost += 1
             self.dropped += 1
+            count = self._count
+            if not count:
+                self._seq += 1  # numbered before the next entry queued
+            else:  # an entry too long while others are queued, or the queue full
+                holes = self._holes
+                if holes and holes[-1][0] == count:
+                    holes[-1][1] += 1
+                else:
+                    holes.append([count, 1])
             if self._dropping:
                 return
             self._dropping = True
@@ -223,7 +234,13 @@ class QueuedSender(Handler):
         if self._forked or thread is None or not thread.is_alive():
             return
         with self._lock:
-            target = self._seq + self._count if self._count else self._taken
+            count = self._count
+            # The number of the last entry queued: holes before it count, after it not.
+            target = (
+                self._seq + count + sum(n for i, n in self._holes if i < count)
+                if count
+                else self._taken
+            )
         self._wake_sender()
         deadline = time.monotonic() + timeout
         while (
@@ -263,7 +280,8 @@ class QueuedSender(Handler):
         self._life_lock = threading.RLock()
         self._thread = None
         self._pending = bytearray()
-        self._count = self._lost = 0
+        self._count = 0
+        self._holes = []
         self._dropping = False
 
     # -- the sender thread -----------------------------------------------------------
@@ -272,18 +290,36 @@ class QueuedSender(Handler):
         raise NotImplementedError
 
     def _take(self) -> tuple[bytearray, int, int] | None:
-        """Swap the queue out: (its lines, the seq of its first entry, its count), or None."""
+        """Swap the queue out: (its lines, the seq of its first entry, its count), or None.
+
+        Entries with consecutive numbers are taken: up to the first entry dropped
+        among them, if any; those queued after it are taken next time.
+        """
         with self._lock:
             count = self._count
             if not count:
                 return None
             data = self._pending
             first = self._seq + 1
-            self._pending = bytearray()
-            self._count = 0
+            skipped = 0
+            holes = self._holes
+            if holes:
+                kept, skipped = holes.pop(0)
+                if kept < count:  # entries were queued after the hole: they stay
+                    cut = line_offset(data, kept)
+                    self._pending = data[cut:]
+                    del data[cut:]
+                    for hole in holes:
+                        hole[0] -= kept
+                else:
+                    self._pending = bytearray()
+                self._count = count - kept
+                count = kept
+            else:
+                self._pending = bytearray()
+                self._count = 0
             self._taken = first + count - 1
-            self._seq = self._taken + self._lost
-            self._lost = 0
+            self._seq = self._taken + skipped
             if self._room:
                 self._dropping = False  # the next entry fits: a new streak is reported
         return data, first, count
@@ -340,9 +376,10 @@ class QueuedSender(Handler):
             self._room = 0
             lost = self._count + unsent
             self.dropped += lost
-            self._seq += self._count + self._lost
+            self._seq += self._count + sum(n for _, n in self._holes)
             self._pending = bytearray()
-            self._count = self._lost = 0
+            self._count = 0
+            self._holes = []
             self._processed = self._seq
         return lost
 

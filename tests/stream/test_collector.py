@@ -33,7 +33,7 @@ zmq = pytest.importorskip("zmq")
 
 import mimir  # noqa: E402
 from mimir.stream.collector import Collector  # noqa: E402
-from mimir.stream.forwarder import RUN, ZMQForwardHandler  # noqa: E402
+from mimir.stream.forwarder import MAX_MESSAGE_BYTES, RUN, ZMQForwardHandler  # noqa: E402
 
 HERE = Path(__file__).parent
 ENV = {**os.environ, "PYTHONPATH": str(HERE.parents[1])}
@@ -135,6 +135,31 @@ def test_entries_get_source_and_sequence(collector: Collector, tmp_path: Path) -
         0,
         0,
     )
+
+
+def test_entry_too_long_is_reported_missing_where_it_was(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """An entry dropped for its length leaves its gap between its neighbours: a, b, [3], c, d."""
+    handler = ZMQForwardHandler(collector.address, name="big")
+    reports: list[str] = []  # what would go to stderr, with the 4 MB entry
+    handler.handleError = lambda record: reports.append(str(sys.exc_info()[1]))  # type: ignore[method-assign]
+    log = forward_logger(handler, "too_long")
+    log.info({"i": "a"})
+    log.info({"i": "b"})
+    log.info({"i": "oversized", "pad": "x" * MAX_MESSAGE_BYTES})
+    log.info({"i": "c"})
+    log.info({"i": "d"})
+    wait_until(lambda: collector.received == 4, what="the four entries that fit")
+    assert (handler.sent, handler.dropped) == (4, 1)
+    handler.close()
+    (sender,) = collector.senders.values()
+    assert sender.missing == [(3, 3)]  # the oversized entry was the third
+    assert (sender.received, sender.last_seq, sender.gaps, sender.missed) == (4, 5, 1, 1)
+    assert (collector.received, collector.gaps, collector.missed) == (4, 1, 1)
+    collector.stop()
+    assert [e["i"] for e in read_entries(tmp_path / "run.jsonl.gz")] == ["a", "b", "c", "d"]
+    assert len(reports) == 1 and "larger than the collector accepts" in reports[0]
 
 
 def test_p6_closed_forwarder_sends_again_as_the_same_sender(

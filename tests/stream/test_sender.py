@@ -105,6 +105,30 @@ def test_sent_plus_dropped_is_logged_across_a_reopen(capsys):
     assert "larger than the test accepts" in err
 
 
+def test_entry_too_long_keeps_its_place_in_the_numbering(capsys):
+    """An entry dropped for its length takes its number in order, queued behind or not."""
+    sender = GatedSender(queue_size=100)
+    too_long = b"x" * 200 + b"\n"
+    sender.gate.clear()  # everything below is queued before the sender takes any
+    sender.add_line(b"1\n")
+    sender.add_line(b"2\n")
+    sender.add_line(too_long)  # 3
+    sender.add_line(b"4\n")
+    sender.add_line(b"5\n")
+    sender.add_line(too_long)  # 6
+    sender.add_line(too_long)  # 7
+    sender.gate.set()
+    sender._wait_processed(5)
+    assert sender._processed == 5
+    sender.add_line(too_long)  # 8, with nothing queued
+    sender.add_line(b"9\n")
+    sender.close()
+    assert _received(sender) == [1, 2, 4, 5, 9]  # each line is sent with its own number
+    assert [(seq, count) for seq, count, _ in sender.batches] == [(1, 2), (4, 2), (9, 1)]
+    assert (sender.sent, sender.dropped) == (5, 4)
+    assert "an entry of 201 bytes is larger than the test accepts" in capsys.readouterr().err
+
+
 def test_one_report_per_streak_of_drops(capsys):
     """Drops while the queue stays full are reported once; a new streak after it drains."""
     sender = GatedSender(queue_size=5)
