@@ -151,8 +151,8 @@ def test_entry_too_long_is_reported_missing_where_it_was(
     log.info({"i": "c"})
     log.info({"i": "d"})
     wait_until(lambda: collector.received == 4, what="the four entries that fit")
+    handler.close()  # its thread has ended: the counts are final
     assert (handler.sent, handler.dropped) == (4, 1)
-    handler.close()
     (sender,) = collector.senders.values()
     assert sender.missing == [(3, 3)]  # the oversized entry was the third
     assert (sender.received, sender.last_seq, sender.gaps, sender.missed) == (4, 5, 1, 1)
