@@ -11,6 +11,13 @@ a forwarded sender's identity, parses JSON: nothing is unpickled or evaluated. A
 message that does not follow the protocol raises :class:`ProtocolError` (and
 nothing else), which receivers count and drop.
 
+The stream socket carries entries, heartbeats and announcements (:data:`KIND_ANNOUNCE`:
+the publisher's replay address, so that a client given only the stream's address
+can replay). An announcement is a message kind of its own, not a field of the
+heartbeat: the heartbeat keeps its exact layout, so clients that predate
+announcements (they count unknown messages as malformed and drop them) still read
+every heartbeat.
+
 Entries travel as an *index* (runs of consecutive sequence numbers, :data:`RUN`
 each) and a frame of *lines*: each entry's JSON text followed by one newline.
 """
@@ -24,10 +31,12 @@ from typing import Any
 
 __all__ = [
     "HEADER_SIZE",
+    "KIND_ANNOUNCE",
     "KIND_ENTRIES",
     "KIND_FORWARD",
     "KIND_HEARTBEAT",
     "KIND_REPLAY",
+    "MAX_ANNOUNCED_ADDRESS",
     "MAX_FORWARD_HEADER",
     "MAX_MESSAGE_BYTES",
     "MAX_REQUEST_SIZE",
@@ -42,6 +51,7 @@ __all__ = [
     "decode_runs",
     "decode_stream",
     "decode_subscription",
+    "encode_announcement",
     "encode_entries",
     "encode_heartbeat",
     "encode_identity",
@@ -62,6 +72,9 @@ class ProtocolError(ValueError):
 KIND_ENTRIES = b"E"
 KIND_HEARTBEAT = b"H"
 KIND_REPLAY = b"R"
+#: A stream message announcing the publisher's replay address (sent just before each
+#: heartbeat).
+KIND_ANNOUNCE = b"A"
 #: First byte of frame 0 of every forwarded message; the rest of the frame is the
 #: sender's identity as a JSON object (host, pid, run, and name when given).
 KIND_FORWARD = b"F"
@@ -84,6 +97,8 @@ MAX_REQUEST_SIZE = 1024
 MAX_MESSAGE_BYTES = 4 << 20
 #: Frame 0 of a forwarded message (kind letter + JSON identity) is at most this long.
 MAX_FORWARD_HEADER = 1024
+#: An announced replay address is at most this many bytes (printable ASCII).
+MAX_ANNOUNCED_ADDRESS = 1024
 
 #: A run of decoded entries: the sequence number of the first, and their JSON lines.
 Run = tuple[int, list[bytes]]
@@ -167,11 +182,40 @@ def encode_heartbeat(run_id: str, last: int) -> list[bytes]:
     return [stream_header(KIND_HEARTBEAT, run_id), _SEQ.pack(last)]
 
 
+def encode_announcement(run_id: str, replay_address: str | None) -> list[bytes]:
+    """An announcement: where the publisher serves its replay (None: it keeps no replay).
+
+    The address is the endpoint bound, as ZeroMQ reports it: a publisher bound on
+    all interfaces announces ``0.0.0.0`` (or ``::``), which the client replaces by the
+    host it reached the stream on.
+    """
+    address = (replay_address or "").encode("ascii")
+    if len(address) > MAX_ANNOUNCED_ADDRESS:
+        raise ValueError(f"replay address longer than {MAX_ANNOUNCED_ADDRESS} bytes")
+    return [stream_header(KIND_ANNOUNCE, run_id), address]
+
+
+def _announced_address(frame: bytes) -> str | None:
+    """The replay address of an announcement's frame 1 (None when empty); checked."""
+    if not frame:
+        return None
+    if len(frame) > MAX_ANNOUNCED_ADDRESS or not all(0x21 <= byte <= 0x7E for byte in frame):
+        raise ProtocolError("malformed announced address")
+    address = frame.decode("ascii")
+    scheme, separator, rest = address.partition("://")
+    if not separator or not scheme.isalnum() or not rest:
+        raise ProtocolError("malformed announced address")
+    return address
+
+
 def decode_stream(frames: Sequence[bytes]) -> tuple[bytes, bytes, Any]:
     """(kind, run id as bytes, payload) of a message of the stream socket.
 
     For :data:`KIND_ENTRIES` the payload is the list of its runs (one); for
-    :data:`KIND_HEARTBEAT`, the sequence number of the last entry published.
+    :data:`KIND_HEARTBEAT`, the sequence number of the last entry published; for
+    :data:`KIND_ANNOUNCE`, the replay address announced (a str), or None when the
+    publisher keeps no replay. Frames after frame 1 of an announcement are reserved
+    for later additions and ignored.
     """
     header = frames[0] if frames else b""
     kind = header[:1]
@@ -180,6 +224,8 @@ def decode_stream(frames: Sequence[bytes]) -> tuple[bytes, bytes, Any]:
             return kind, header[1:], decode_runs(frames[1], frames[2])
         if kind == KIND_HEARTBEAT and len(frames) == 2 and len(frames[1]) == _SEQ.size:
             return kind, header[1:], _SEQ.unpack(frames[1])[0]
+        if kind == KIND_ANNOUNCE and len(frames) >= 2:
+            return kind, header[1:], _announced_address(frames[1])
     raise ProtocolError("not a Mímir stream message")
 
 

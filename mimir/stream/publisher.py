@@ -24,6 +24,7 @@ from mimir.stream.protocol import (
     ProtocolError,
     decode_replay_request,
     decode_subscription,
+    encode_announcement,
     encode_entries,
     encode_heartbeat,
     encode_replay_reply,
@@ -88,7 +89,10 @@ class ZMQStreamHandler(QueuedSender):
             entries for that subscriber alone; the subscriber sees a gap. A message
             carries the entries logged since the previous one, up to about 64 kB.
         heartbeat: seconds without an entry after which a heartbeat is published,
-            so that clients know the publisher is alive and what it last sent.
+            so that clients know the publisher is alive and what it last sent. Each
+            heartbeat (and the one that greets a new subscriber) is preceded by an
+            announcement of :attr:`replay_address`, from which a client given only
+            :attr:`address` learns where to ask for the replay.
         curve_server_secret_key: path to a secret key file made by
             :func:`zmq.auth.create_certificates`: encrypt with CURVE.
         curve_authorized_keys: directory of client public key files: only clients
@@ -475,6 +479,15 @@ class ZMQStreamHandler(QueuedSender):
             self._heartbeat(zmq, pub)
 
     def _heartbeat(self, zmq: Any, pub: Any) -> None:
+        """Announce the replay address, then send a heartbeat, to every subscriber.
+
+        The announcement goes first so that a client that sees a heartbeat has seen
+        the announcement sent just before it (same socket, same order).
+        """
+        try:
+            pub.send_multipart(encode_announcement(self.run_id, self.replay_address), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
         try:
             pub.send_multipart(encode_heartbeat(self.run_id, self._last_published), zmq.NOBLOCK)
         except zmq.Again:

@@ -32,6 +32,7 @@ __all__ = [
     "is_loopback",
     "load_key",
     "load_server_keys",
+    "reachable_address",
     "received",
     "server_socket",
     "start_authenticator",
@@ -77,6 +78,36 @@ def is_loopback(endpoint: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_any_host(host: str) -> bool:
+    """Whether ``host`` (brackets stripped) means every interface: ``*``, ``0.0.0.0``, ``::``."""
+    if host == "*":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def reachable_address(announced: str, connected: str) -> str:
+    """``announced``, an endpoint bound by a server, as seen by a client of ``connected``.
+
+    A server bound on every interface announces ``tcp://0.0.0.0:PORT`` (or ``*``,
+    ``[::]``): the client reaches it on the host it connected to (``connected``, one
+    of the server's endpoints), so that host replaces the wildcard; for a client
+    that did not connect over TCP (``ipc://``: the same machine) the loopback
+    address does. Any other endpoint is returned unchanged.
+    """
+    scheme, _, rest = announced.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if scheme != "tcp" or not colon or not _is_any_host(host.strip("[]")):
+        return announced
+    connected_scheme, _, connected_rest = connected.partition("://")
+    connected_host = connected_rest.rpartition(":")[0]
+    if connected_scheme != "tcp" or not connected_host or _is_any_host(connected_host.strip("[]")):
+        connected_host = "[::1]" if ":" in host else "127.0.0.1"
+    return f"tcp://{connected_host}:{port}"
 
 
 def bind_endpoint(zmq: Any, sock: Any, address: str, purpose: str) -> str:

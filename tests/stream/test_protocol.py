@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+import struct
+from collections.abc import Sequence
 
 import pytest
 
 from mimir.stream import protocol
 from mimir.stream.protocol import (
+    KIND_ANNOUNCE,
     KIND_ENTRIES,
     KIND_FORWARD,
     KIND_HEARTBEAT,
@@ -20,6 +23,7 @@ from mimir.stream.protocol import (
     decode_runs,
     decode_stream,
     decode_subscription,
+    encode_announcement,
     encode_entries,
     encode_heartbeat,
     encode_identity,
@@ -56,6 +60,113 @@ def test_heartbeat_round_trip():
     frames = encode_heartbeat(RUN_ID, 12345)
     assert frames[0][:1] == KIND_HEARTBEAT
     assert decode_stream(frames) == (KIND_HEARTBEAT, RUN_ID.encode(), 12345)
+
+
+def _decode_stream_before_announcements(frames: Sequence[bytes]) -> tuple[bytes, bytes, object]:
+    """decode_stream as released before announcements (0.1), kept to check compatibility."""
+    header = frames[0] if frames else b""
+    kind = header[:1]
+    if len(header) == 33:
+        if kind == b"E" and len(frames) == 3 and len(frames[1]) == 12:
+            return kind, header[1:], decode_runs(frames[1], frames[2])
+        if kind == b"H" and len(frames) == 2 and len(frames[1]) == 8:
+            return kind, header[1:], struct.unpack(">Q", frames[1])[0]
+    raise ProtocolError("not a Mímir stream message")
+
+
+def test_heartbeat_in_the_old_layout_still_decodes():
+    """A heartbeat built by hand as before announcements ("H" + run id | 8 bytes) decodes."""
+    old = [b"H" + RUN_ID.encode(), struct.pack(">Q", 42)]
+    assert decode_stream(old) == (KIND_HEARTBEAT, RUN_ID.encode(), 42)
+    assert encode_heartbeat(RUN_ID, 42) == old  # and a new publisher still sends exactly that
+
+
+def test_clients_before_announcements_read_every_message_but_the_announcement():
+    """The old decoder reads new heartbeats and entries; an announcement is one malformed message.
+
+    Clients from before announcements count a message they cannot decode in
+    ``bad_messages`` and drop it, so they keep working with a new publisher.
+    """
+    heartbeat = encode_heartbeat(RUN_ID, 7)
+    entries = encode_entries(stream_header(KIND_ENTRIES, RUN_ID), 7, 3, LINES)
+    assert _decode_stream_before_announcements(heartbeat) == decode_stream(heartbeat)
+    assert _decode_stream_before_announcements(entries) == decode_stream(entries)
+    with pytest.raises(ProtocolError):
+        _decode_stream_before_announcements(encode_announcement(RUN_ID, "tcp://127.0.0.1:5556"))
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["tcp://127.0.0.1:5556", "tcp://0.0.0.0:5556", "tcp://[::]:5556", "ipc:///tmp/mimir-replay"],
+)
+def test_announcement_round_trip(address):
+    """An announcement decodes to its run id and the replay address, as encoded."""
+    frames = encode_announcement(RUN_ID, address)
+    assert frames == [b"A" + RUN_ID.encode(), address.encode("ascii")]
+    assert decode_stream(frames) == (KIND_ANNOUNCE, RUN_ID.encode(), address)
+
+
+def test_announcement_of_no_replay_is_an_empty_frame():
+    """A publisher that keeps no replay announces an empty address, decoded as None."""
+    frames = encode_announcement(RUN_ID, None)
+    assert frames == [b"A" + RUN_ID.encode(), b""]
+    assert decode_stream(frames) == (KIND_ANNOUNCE, RUN_ID.encode(), None)
+
+
+def test_announcement_ignores_frames_added_after_the_address():
+    """Frames after the address are reserved for later additions: a decoder skips them."""
+    frames = [*encode_announcement(RUN_ID, "tcp://h:1"), b"later", b"\xff\x00"]
+    assert decode_stream(frames) == (KIND_ANNOUNCE, RUN_ID.encode(), "tcp://h:1")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        b"tcp://h\xc3\xa9:1",  # not ASCII
+        b"tcp://h :1",  # a space
+        b"tcp://h:1\n",  # a control character
+        b"h:5556",  # no scheme
+        b"://h:1",  # empty scheme
+        b"tcp://",  # nothing after the scheme
+        b"t-p://h:1",  # not a scheme
+        b"tcp://" + b"h" * protocol.MAX_ANNOUNCED_ADDRESS,  # too long
+    ],
+)
+def test_malformed_announced_address_is_a_protocol_error(address):
+    """Only printable ASCII of the form scheme://endpoint, at most 1024 bytes, is an address."""
+    with pytest.raises(ProtocolError, match="malformed announced address"):
+        decode_stream([b"A" + RUN_ID.encode(), address])
+    with pytest.raises(ProtocolError, match="not a Mímir stream message"):
+        decode_stream([b"A" + RUN_ID.encode()])  # no address frame at all
+
+
+def test_an_address_too_long_to_announce_is_refused_when_encoding():
+    """encode_announcement refuses what decoders would reject."""
+    with pytest.raises(ValueError, match="longer than"):
+        encode_announcement(RUN_ID, "ipc://" + "x" * protocol.MAX_ANNOUNCED_ADDRESS)
+
+
+def test_fuzzed_announcements_raise_protocol_error_only():
+    """Random address frames decode to an address of printable ASCII, or raise ProtocolError."""
+    rng = random.Random(5556)
+    header = b"A" + RUN_ID.encode()
+    alphabet = b"tcpi:/*[]0123456789.abc \x00\x7f\xff"
+    decoded = 0
+    for _ in range(20_000):
+        size = rng.choice((0, 1, 6, 12, 20, 40, 1024, 1025))
+        if rng.random() < 0.5:
+            frame = rng.randbytes(size)
+        else:
+            frame = b"tcp://" + bytes(rng.choice(alphabet) for _ in range(size))
+        try:
+            kind, run, address = decode_stream([header, frame, *([b"x"] * rng.randint(0, 2))])
+        except ProtocolError:
+            continue
+        decoded += 1
+        assert (kind, run) == (KIND_ANNOUNCE, RUN_ID.encode())
+        assert address is None or (address.isprintable() and "://" in address)
+        assert address is None or address.encode("ascii") == frame
+    assert decoded > 1000
 
 
 def test_subscription_and_unsubscription():
@@ -149,6 +260,7 @@ def _valid_messages() -> list[list[bytes]]:
     return [
         encode_entries(header, 7, 3, LINES),
         encode_heartbeat(RUN_ID, 3),
+        encode_announcement(RUN_ID, "tcp://0.0.0.0:5556"),
         encode_replay_reply([], RUN_ID, 3, 9, [(3, 2), (7, 1)], [b"a\nb\n", b"c\n"]),
         [b"peer", encode_replay_request(5)],
         [b"\x01"],
