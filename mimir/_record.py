@@ -10,7 +10,14 @@ from typing import Any
 
 from mimir import _fork
 
-__all__ = ["EntryRecord", "EntryRecordFactory"]
+__all__ = ["ENTRY_MARK", "EntryRecord", "EntryRecordFactory"]
+
+#: Attribute set on a record that a factory installed with
+#: :func:`logging.setLogRecordFactory` made for :meth:`mimir.Logger.log`: like an
+#: :class:`EntryRecord`, it carries no ``extra`` fields, so the attributes the factory
+#: adds reach an entry only when a formatter asks for them. The leading underscore
+#: keeps it out of python-json-logger's "extra" fields.
+ENTRY_MARK = "_mimir_logged_entry"
 
 
 class EntryRecord(logging.LogRecord):
@@ -24,7 +31,15 @@ class EntryRecord(logging.LogRecord):
 
 
 class EntryRecordFactory:
-    """Makes :class:`EntryRecord` objects for one logger name at one level."""
+    """Makes the records of :meth:`mimir.Logger.log` for one logger name at one level.
+
+    With logging's default record factory they are :class:`EntryRecord` objects,
+    built from a template. When another factory is installed with
+    :func:`logging.setLogRecordFactory` (to add a run or request id to every record,
+    say), whenever that was, the records are that factory's, made with the
+    arguments :meth:`logging.Logger.makeRecord` gives it and marked with
+    :data:`ENTRY_MARK`.
+    """
 
     def __init__(self, name: str, level: int = logging.INFO) -> None:
         self.name = name
@@ -44,8 +59,13 @@ class EntryRecordFactory:
         self._template = template
         return template
 
-    def __call__(self, entry: Mapping[str, Any]) -> EntryRecord:
+    def __call__(self, entry: Mapping[str, Any]) -> logging.LogRecord:
         """Return a record carrying ``entry`` as its message."""
+        factory = logging.getLogRecordFactory()
+        if factory is not logging.LogRecord:
+            record = factory(self.name, self.level, "", 0, entry, None, None, None, None)
+            record.__dict__[ENTRY_MARK] = True
+            return record
         created = time.time()
         attributes = (self._template or self._make_template()).copy()
         attributes["msg"] = entry

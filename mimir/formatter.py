@@ -12,7 +12,7 @@ from pythonjsonlogger.core import merge_record_extra
 from pythonjsonlogger.json import JsonFormatter
 
 from mimir._json import Encoder
-from mimir._record import EntryRecord
+from mimir._record import ENTRY_MARK, EntryRecord
 
 __all__ = ["JSONFormatter"]
 
@@ -221,7 +221,8 @@ class JSONFormatter(JsonFormatter):
         structured = isinstance(record.msg, Mapping)
         if structured and self._plain:
             log_data.update(message_dict)
-            if type(record) is not EntryRecord:  # Logger.log records carry no extras
+            # Logger.log records carry no extras: EntryRecord, or marked (another factory's)
+            if type(record) is not EntryRecord and ENTRY_MARK not in record.__dict__:
                 merge_record_extra(record, log_data, reserved=self._skip)
             return
         rename = self.rename_fields.get
@@ -233,7 +234,7 @@ class JSONFormatter(JsonFormatter):
         for data in (self.static_fields, message_dict):
             for key, value in data.items():
                 log_data[rename(key, key)] = value
-        if type(record) is not EntryRecord:
+        if type(record) is not EntryRecord and ENTRY_MARK not in record_dict:
             merge_record_extra(
                 record, log_data, reserved=self._skip, rename_fields=self.rename_fields
             )
