@@ -1,0 +1,632 @@
+"""The chart that compares runs: lines by run and key, smoothing, readout, panels, log toggles.
+
+:func:`build_chart` makes the Bokeh layout every view shows (the live server, the
+HTML report, the notebook): one :class:`~bokeh.models.ColumnDataSource` per line,
+a line being one key of one run. The caller fills and streams the sources; the
+page does the rest without a round trip to Python:
+
+* colour follows the run and line dash follows the key; legends toggle runs
+  and keys;
+* a smoothing slider (exponential moving average, debiased, as TensorBoard's)
+  draws a smoothed line over the raw one, which stays visible, faint;
+* a readout at the cursor names each line and gives its value at the cursor's x;
+* integer-friendly ticks, log-y and log-x toggles, wheel zoom, and one panel
+  per key when the keys' scales differ by more than :data:`PANEL_RATIO`.
+
+:func:`smooth` is the smoothing in Python, the reference the page's JavaScript
+follows, and :func:`panels_needed` decides between one panel and one per key.
+Bokeh is imported only when a chart is made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mimir.plot.figure import import_bokeh
+
+__all__ = [
+    "PANEL_RATIO",
+    "Chart",
+    "build_chart",
+    "line_source_name",
+    "panels_needed",
+    "smooth",
+]
+
+#: Keys whose scales differ by more than this factor get a panel each.
+PANEL_RATIO = 100.0
+
+#: Colours of the runs (or of the keys, with one run): Bokeh's Category10.
+_PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+#: Dash patterns of the keys, in order (repeated past the last).
+_DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot", [10, 3, 2, 3, 2, 3])
+_RAW_ALPHA = 0.25  # the raw line under the smoothed one
+_KEY_SWATCH = "#555555"  # the colour of a key's entry in the key legend
+
+
+def line_source_name(run: str, key: str) -> str:
+    """The ``name`` of the data source of key ``key`` of run ``run`` (``get_model_by_name``)."""
+    return f"mimir:{run}:{key}" if run else f"mimir:{key}"
+
+
+# -- decisions made in Python --------------------------------------------------------------
+
+
+def smooth(values: Iterable[float | None], weight: float) -> list[float]:
+    """TensorBoard's smoothing: a debiased exponential moving average of ``values``.
+
+    ``s_t = weight * s_(t-1) + (1 - weight) * y_t``, divided by ``1 - weight**t`` so
+    that the start is not pulled towards zero; ``t`` counts from 1 at the start of
+    each segment. A value that is not a finite number (NaN, infinity, None) ends a
+    segment: it stays NaN in the result and the average starts over after it.
+    The page's JavaScript computes exactly this.
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight!r}")
+    result: list[float] = []
+    last = 0.0
+    count = 0
+    for value in values:
+        if value is None or not math.isfinite(value):
+            result.append(math.nan)
+            last = 0.0
+            count = 0
+            continue
+        if weight == 0.0:
+            result.append(float(value))
+            continue
+        last = weight * last + (1.0 - weight) * value
+        count += 1
+        result.append(last / (1.0 - weight**count))
+    return result
+
+
+def panels_needed(ranges: Mapping[str, tuple[float, float]]) -> bool:
+    """Whether keys with these value ranges ``{key: (lo, hi)}`` need a panel each.
+
+    The scale of a key is the largest magnitude it reaches, ``max(|lo|, |hi|)``;
+    panels are needed when two keys' scales differ by more than :data:`PANEL_RATIO`
+    (a loss near 2 and a learning rate near 1e-4, say). A key whose values are all
+    zero, or whose range is not finite (no data yet), does not count.
+    """
+    scales = []
+    for lo, hi in ranges.values():
+        if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+            continue
+        scale = max(abs(lo), abs(hi))
+        if scale > 0:
+            scales.append(scale)
+    return len(scales) > 1 and max(scales) > PANEL_RATIO * min(scales)
+
+
+def _ranges(sources: Mapping[tuple[str, str], Mapping[str, Sequence[Any]]]) -> dict:
+    """``{key: (lo, hi)}`` over the finite y values of every run's line of that key."""
+    found: dict[str, tuple[float, float]] = {}
+    for (_, key), data in sources.items():
+        finite = [v for v in data.get("y", ()) if v is not None and math.isfinite(v)]
+        if not finite:
+            continue
+        lo, hi = min(finite), max(finite)
+        if key in found:
+            lo, hi = min(lo, found[key][0]), max(hi, found[key][1])
+        found[key] = (lo, hi)
+    return found
+
+
+# -- the chart -------------------------------------------------------------------------------
+
+
+@dataclass
+class Chart:
+    """What :func:`build_chart` made.
+
+    Attributes:
+        layout: what to show (controls, then the figure or the panels).
+        sources: ``{(run, key): ColumnDataSource}`` with columns ``x`` and ``y``, for
+            the caller to fill (``source.data = ...``) and stream; a row of NaN
+            ends a segment (a line is not drawn across it, smoothing starts over).
+        x_range: the x range every panel shares.
+        figures: the figures, one per panel, top first.
+        panels: the keys of each figure (one list per figure).
+        smoothing: the slider of the smoothing weight.
+        log_x, log_y: the toggles of the log axes (``log_x`` is None on a time axis).
+        smoothed: ``{(run, key): renderer}`` of the smoothed lines.
+        raw: ``{(run, key): renderer}`` of the raw lines.
+    """
+
+    layout: Any
+    sources: dict[tuple[str, str], Any]
+    x_range: Any
+    figures: list[Any]
+    panels: list[list[str]] = field(default_factory=list)
+    smoothing: Any = None
+    log_x: Any = None
+    log_y: Any = None
+    smoothed: dict[tuple[str, str], Any] = field(default_factory=dict)
+    raw: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+
+# Exponential smoothing of a column (xs: the y values of a line), as smooth() does.
+_SMOOTH_JS = """
+const w = weight;
+const n = xs.length;
+if (!(w > 0)) return xs;
+const out = new Float64Array(n);
+let last = 0, count = 0;
+for (let i = 0; i < n; i++) {
+  const y = xs[i];
+  if (y == null || !Number.isFinite(y)) { out[i] = NaN; last = 0; count = 0; continue; }
+  last = w * last + (1 - w) * y;
+  count += 1;
+  out[i] = last / (1 - Math.pow(w, count));
+}
+return out;
+"""
+
+# The slider moves the weight of the one transform every smoothed line uses.
+_SLIDER_JS = """
+transform.args = Object.assign({}, transform.args, {weight: cb_obj.value});
+"""
+
+# Ticks: integers written out in full (thousands separated by commas) below a million,
+# then in M/G/T with as many decimals as the tick spacing needs; never 'e+'.
+_TICK_JS = """
+const finite = ticks.filter((t) => Number.isFinite(t));
+const grouped = (v, digits) => v.toLocaleString("en-US",
+  {minimumFractionDigits: digits, maximumFractionDigits: digits});
+const decimals = (step) => {
+  if (!(step > 0)) return 0;
+  let d = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
+  const off = (d) => Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) > 1e-6 * step * 10 ** d;
+  while (d < 15 && off(d)) d++;
+  return d;
+};
+const units = [[1e12, "T"], [1e9, "G"], [1e6, "M"]];
+const scaled = (v, unit, suffix, step) => {
+  if (v === 0) return "0";
+  return grouped(v / unit, decimals(step / unit)) + suffix;
+};
+const one = (v) => {
+  // A tick on its own (log axes): exact, in the largest unit that divides it.
+  if (!Number.isFinite(v)) return String(v);
+  if (Number.isInteger(v)) {
+    for (const [unit, suffix] of units)
+      if (Math.abs(v) >= unit && Number.isInteger(v / unit)) return grouped(v / unit, 0) + suffix;
+    if (Math.abs(v) < 1e15) return grouped(v, 0);
+  }
+  if (Math.abs(v) >= 1e-4 && Math.abs(v) < 1e15) return String(Number(v.toPrecision(12)));
+  return v.toExponential().replace("e+", "e");
+};
+if (log || finite.length < 2) return one(tick);
+const big = Math.max(...finite.map(Math.abs));
+const step = Math.abs(finite[1] - finite[0]);
+for (const [unit, suffix] of units)
+  if (big >= unit) return scaled(tick, unit, suffix, step);
+if (Number.isInteger(step) && finite.every(Number.isInteger)) return grouped(tick, 0);
+if (big >= 1e-4 || tick === 0) return grouped(tick, decimals(step));
+const digits = Math.max(0, decimals(step / 10 ** Math.floor(Math.log10(big))));
+return tick.toExponential(digits).replace("e+", "e");
+"""
+
+# Toggles: a line is visible when every group it belongs to (its run, its key) is shown.
+_GROUPS_JS = """
+for (const [renderers, toggles] of lines) {
+  const visible = toggles.every((t) => t.visible);
+  for (const r of renderers) r.visible = visible;
+}
+"""
+
+# The log toggles: swap each figure's scale, ticker and tick format, then rescale.
+_LOG_JS = """
+const log = cb_obj.active;
+for (const [fig, axis, grid, lin_parts, log_parts, range] of parts) {
+  const [scale, ticker, formatter] = log ? log_parts : lin_parts;
+  if (!log && range.scale_hint !== undefined) range.scale_hint = "auto";
+  axis.ticker = ticker;
+  axis.formatter = formatter;
+  if (grid != null) grid.ticker = ticker;
+  if (dim == "x") fig.x_scale = scale; else fig.y_scale = scale;
+}
+for (const [fig] of parts) fig.reset.emit();
+"""
+
+# The readout: at the cursor's x, each visible line's nearest point (binary search
+# within each segment), its smoothed and raw values.
+_READOUT_JS = """
+const cx = cb_obj.x;
+if (cb_obj.event_name == "mouseleave" || cx == null || !Number.isFinite(cx)) {
+  readout.visible = false;
+  for (const s of spans) s.location = null;
+  dots.data = {x: [], y: [], color: []};
+  return;
+}
+const escape = (s) => String(s).replace(/[&<>"']/g,
+  (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
+const number = (v) => {
+  if (v == null || !Number.isFinite(v)) return "–";
+  if (Number.isInteger(v) && Math.abs(v) < 1e15) return v.toLocaleString("en-US");
+  const a = Math.abs(v);
+  if (a >= 1e-4 && a < 1e15) return String(Number(v.toPrecision(6)));
+  return v.toExponential(4);
+};
+const at = (v) =>
+  time ? new Date(v).toISOString().replace("T", " ").replace(/\\.000Z$|Z$/, "") : number(v);
+const nearest = (xs, ys) => {
+  // the index of the point nearest cx, over segments split by non-finite rows
+  let best = -1, distance = Infinity, start = 0;
+  const n = xs.length;
+  const search = (lo, hi) => {
+    if (hi <= lo) return;
+    let a = lo, b = hi - 1;
+    while (a < b) { const m = (a + b) >> 1; if (xs[m] < cx) a = m + 1; else b = m; }
+    for (const i of [a - 1, a]) {
+      if (i >= lo && i < hi) {
+        const d = Math.abs(xs[i] - cx);
+        if (d <= distance) { distance = d; best = i; }
+      }
+    }
+  };
+  for (let i = 0; i < n; i++) {
+    if (!Number.isFinite(xs[i]) || ys[i] == null || !Number.isFinite(ys[i])) {
+      search(start, i);
+      start = i + 1;
+    }
+  }
+  search(start, n);
+  return best;
+};
+const w = transform.args.weight;
+const rows = [];
+const dx = [], dy = [], dc = [];
+for (const [run, key, source, renderer, color, dash] of lines) {
+  if (!renderer.visible) continue;
+  const xs = source.data.x, ys = source.data.y;
+  if (xs == null || ys == null || xs.length == 0) continue;
+  const i = nearest(xs, ys);
+  if (i < 0) continue;
+  const smoothed = w > 0 ? transform.v_compute(ys) : ys;
+  const y = smoothed[i];
+  dx.push(xs[i]); dy.push(y); dc.push(color);
+  rows.push([run, key, y, ys[i], xs[i], color, dash]);
+}
+for (const s of spans) s.location = cx;
+dots.data = {x: dx, y: dy, color: dc};
+if (rows.length == 0) { readout.visible = false; return; }
+let html = `<div class="mimir-readout"><div><b>${escape(x_key)}</b> ${escape(at(cx))}</div><table>`;
+html += "<tr><th></th><th>run</th><th>key</th>" + (w > 0 ? "<th>smoothed</th>" : "");
+html += "<th>value</th><th>" + escape(x_key) + "</th></tr>";
+for (const [run, key, y, raw, x, color, dash] of rows) {
+  const style = `display:inline-block;width:18px;border-top:3px ${dash};border-color:${color}`;
+  html += `<tr><td><span style="${style}"></span></td>`;
+  html += `<td>${escape(run)}</td><td>${escape(key)}</td>`;
+  if (w > 0) html += `<td>${escape(number(y))}</td>`;
+  html += `<td>${escape(number(raw))}</td><td>${escape(at(x))}</td></tr>`;
+}
+html += "</table></div>";
+readout.text = html;
+readout.visible = true;
+"""
+
+_READOUT_CSS = """
+.mimir-readout { font: 12px sans-serif; background: rgba(255,255,255,0.92);
+  border: 1px solid #ccc; border-radius: 4px; padding: 4px 6px; }
+.mimir-readout table { border-collapse: collapse; }
+.mimir-readout th, .mimir-readout td { padding: 1px 6px; text-align: left; white-space: nowrap; }
+.mimir-readout th { font-weight: normal; color: #666; }
+"""
+
+
+def _dash_css(dash: Any) -> str:
+    return (
+        {"dashed": "dashed", "dotted": "dotted"}.get(dash, "solid")
+        if isinstance(dash, str)
+        else "dashed"
+    )
+
+
+def build_chart(
+    x_key: str,
+    lines: Sequence[tuple[str, str]],
+    *,
+    log_y: bool = False,
+    log_x: bool = False,
+    panels: bool | None = None,
+    title: str | None = None,
+    x_axis: str = "linear",
+    smoothing: float = 0.0,
+    height: int | None = None,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+) -> Chart:
+    """The chart of ``lines``, ``(run, key)`` pairs, against ``x_key``.
+
+    Arguments:
+        x_key: the name of the x axis.
+        lines: one ``(run, key)`` per line; ``run`` names the run (``""`` for a
+            single unnamed run).
+        log_y, log_x: start with a logarithmic y (x) axis; the page has toggles.
+        panels: one panel per key (True), one panel for all (False), or decide
+            from ``ranges`` with :func:`panels_needed` (None; one panel when
+            ``ranges`` is not given).
+        title: of the chart (default: the keys).
+        x_axis: ``"linear"``, or ``"datetime"`` for x values in milliseconds since
+            the epoch (wall-clock time; no log-x toggle then).
+        smoothing: the initial smoothing weight, in [0, 0.999].
+        height: the height of each panel in pixels; None fills the container
+            (the browser window) with the chart.
+        ranges: ``{key: (lo, hi)}`` of the values, when known, for ``panels=None``.
+    """
+    import_bokeh()
+    from bokeh.layouts import column, row
+    from bokeh.models import (
+        BasicTicker,
+        ColumnDataSource,
+        CustomJS,
+        CustomJSTickFormatter,
+        CustomJSTransform,
+        DataRange1d,
+        Div,
+        GlobalInlineStyleSheet,
+        Legend,
+        LegendItem,
+        LinearScale,
+        LogScale,
+        LogTicker,
+        Slider,
+        Span,
+        Toggle,
+    )
+    from bokeh.plotting import figure
+    from bokeh.transform import transform as apply_transform
+
+    lines = [(str(run), str(key)) for run, key in lines]
+    if not lines:
+        raise ValueError("give at least one (run, key) line to plot")
+    if len(set(lines)) != len(lines):
+        raise ValueError("each (run, key) line may be given once")
+    if x_axis not in ("linear", "datetime"):
+        raise ValueError(f"x_axis must be 'linear' or 'datetime', got {x_axis!r}")
+    if not 0.0 <= smoothing <= 0.999:
+        raise ValueError(f"smoothing must be in [0, 0.999], got {smoothing!r}")
+    time_axis = x_axis == "datetime"
+    if time_axis:
+        log_x = False
+    runs = list(dict.fromkeys(run for run, _ in lines))
+    keys = list(dict.fromkeys(key for _, key in lines))
+    if panels is None:
+        panels = bool(ranges) and len(keys) > 1 and panels_needed(ranges or {})
+    panel_keys = [[key] for key in keys] if panels and len(keys) > 1 else [keys]
+    by_run = len(runs) > 1
+    dashed = by_run and len(keys) > 1 and len(panel_keys) == 1
+
+    def colour(run: str, key: str) -> str:
+        index = runs.index(run) if by_run else keys.index(key)
+        return _PALETTE[index % len(_PALETTE)]
+
+    def dash(key: str) -> Any:
+        return _DASHES[keys.index(key) % len(_DASHES)] if dashed else "solid"
+
+    smoother = CustomJSTransform(
+        args={"weight": float(smoothing)}, v_func=_SMOOTH_JS, name="mimir:smoothing"
+    )
+    x_range = DataRange1d(name="mimir:x_range")
+    sizing = (
+        {"sizing_mode": "stretch_both"}
+        if height is None
+        else {
+            "sizing_mode": "stretch_width",
+            "height": int(height),
+        }
+    )
+    x_format_lin = CustomJSTickFormatter(code=_TICK_JS, args={"log": False}, name="mimir:x_format")
+    x_format_log = CustomJSTickFormatter(code=_TICK_JS, args={"log": True})
+    y_format_lin = CustomJSTickFormatter(code=_TICK_JS, args={"log": False}, name="mimir:y_format")
+    y_format_log = CustomJSTickFormatter(code=_TICK_JS, args={"log": True})
+
+    sources: dict[tuple[str, str], Any] = {}
+    raw: dict[tuple[str, str], Any] = {}
+    smoothed: dict[tuple[str, str], Any] = {}
+    figures: list[Any] = []
+    readout = Div(text="", visible=False, name="mimir:readout", stylesheets=[_READOUT_CSS])
+    dots = ColumnDataSource(data={"x": [], "y": [], "color": []}, name="mimir:dots")
+    spans: list[Any] = []
+    readout_lines: list[list[Any]] = []
+    log_parts: dict[str, list[Any]] = {"x": [], "y": []}
+
+    for index, shown in enumerate(panel_keys):
+        panel_title = title if index == 0 else None
+        if len(panel_keys) > 1:
+            panel_title = f"{title} — {shown[0]}" if title and index == 0 else shown[0]
+        elif panel_title is None:
+            panel_title = ", ".join(shown)
+        fig = figure(
+            title=panel_title,
+            x_range=x_range,
+            y_range=DataRange1d(),
+            x_axis_type="datetime" if time_axis else ("log" if log_x else "linear"),
+            y_axis_type="log" if log_y else "linear",
+            x_axis_label=x_key if index == len(panel_keys) - 1 else None,
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            active_scroll="wheel_zoom",
+            min_height=160,
+            min_width=300,
+            name=f"mimir:figure:{index}",
+            **sizing,
+        )
+        fig.toolbar.logo = None
+        if not time_axis:
+            fig.xaxis.formatter = x_format_log if log_x else x_format_lin
+        fig.yaxis.formatter = y_format_log if log_y else y_format_lin
+        span = Span(location=None, dimension="height", line_color="#888888", line_width=1)
+        fig.add_layout(span)
+        spans.append(span)
+        panel_lines = []
+        for run, key in lines:
+            if key not in shown:
+                continue
+            source = ColumnDataSource(data={"x": [], "y": []}, name=line_source_name(run, key))
+            sources[(run, key)] = source
+            style = {"line_color": colour(run, key), "line_dash": dash(key), "line_width": 2}
+            raw[(run, key)] = fig.line("x", "y", source=source, line_alpha=_RAW_ALPHA, **style)
+            smoothed[(run, key)] = fig.line(
+                "x",
+                apply_transform("y", smoother),
+                source=source,
+                name=f"{line_source_name(run, key)}:smoothed",
+                **style,
+            )
+            panel_lines.append(
+                [run, key, source, smoothed[(run, key)], colour(run, key), _dash_css(dash(key))]
+            )
+        fig.scatter("x", "y", source=dots, color="color", size=7, line_color="white")
+        readout_lines.append(panel_lines)
+        for dim in ("x", "y"):
+            if dim == "x" and time_axis:
+                continue
+            axis = fig.xaxis[0] if dim == "x" else fig.yaxis[0]
+            grid = fig.xgrid[0] if dim == "x" else fig.ygrid[0]
+            lin = [LinearScale(), BasicTicker(), x_format_lin if dim == "x" else y_format_lin]
+            log = [LogScale(), LogTicker(), x_format_log if dim == "x" else y_format_log]
+            range_ = fig.x_range if dim == "x" else fig.y_range
+            log_parts[dim].append([fig, axis, grid, lin, log, range_])
+        figures.append(fig)
+
+    # Legends: a toggle per group (a run, a key, or a line); a line shows when all its
+    # groups do. Each toggle is an empty renderer whose legend entry hides it.
+    groups: dict[tuple[str, str], Any] = {}
+    top = figures[0]
+    empty = ColumnDataSource(data={"x": [math.nan], "y": [math.nan]})  # a swatch, no point
+
+    def toggle(kind: str, label: str, colour_: str, dash_: Any) -> Any:
+        if (kind, label) not in groups:
+            groups[(kind, label)] = top.line(
+                "x",
+                "y",
+                source=empty,
+                line_color=colour_,
+                line_dash=dash_,
+                line_width=2,
+                name=f"mimir:toggle:{kind}:{label}",
+            )
+        return groups[(kind, label)]
+
+    line_toggles: list[list[Any]] = []
+    legends: list[tuple[str, list[Any], str]] = []
+    if by_run and len(keys) > 1 and len(panel_keys) == 1:
+        run_items = [
+            LegendItem(label=run, renderers=[toggle("run", run, colour(run, ""), "solid")])
+            for run in runs
+        ]
+        key_items = [
+            LegendItem(label=key, renderers=[toggle("key", key, _KEY_SWATCH, dash(key))])
+            for key in keys
+        ]
+        for run, key in lines:
+            line_toggles.append(
+                [
+                    [raw[(run, key)], smoothed[(run, key)]],
+                    [groups[("run", run)], groups[("key", key)]],
+                ]
+            )
+        legends = [("run", run_items, "right"), ("key", key_items, "above")]
+    elif by_run:
+        items = [
+            LegendItem(label=run, renderers=[toggle("run", run, colour(run, ""), "solid")])
+            for run in runs
+        ]
+        for run, key in lines:
+            line_toggles.append([[raw[(run, key)], smoothed[(run, key)]], [groups[("run", run)]]])
+        legends = [("run", items, "right")]
+    else:
+        items = []
+        for run, key in lines:
+            label = key if len(lines) > 1 or not run else f"{run}: {key}"
+            renderer = toggle("line", f"{run}\x00{key}", colour(run, key), dash(key))
+            items.append(LegendItem(label=label, renderers=[renderer]))
+            line_toggles.append([[raw[(run, key)], smoothed[(run, key)]], [renderer]])
+        legends = [("key" if not by_run else "line", items, "right")]
+    callback = CustomJS(args={"lines": line_toggles}, code=_GROUPS_JS)
+    for renderer in groups.values():
+        renderer.js_on_change("visible", callback)
+    for name, items, place in legends:
+        legend = Legend(
+            items=items,
+            title=name if len(legends) > 1 else None,
+            click_policy="hide",
+            orientation="horizontal" if place == "above" else "vertical",
+            name=f"mimir:legend:{name}",
+        )
+        top.add_layout(legend, place)
+
+    # The readout at the cursor.
+    for fig, panel_lines in zip(figures, readout_lines, strict=True):
+        hover = CustomJS(
+            args={
+                "readout": readout,
+                "spans": spans,
+                "dots": dots,
+                "lines": panel_lines,
+                "transform": smoother,
+                "x_key": x_key,
+                "time": time_axis,
+            },
+            code=_READOUT_JS,
+        )
+        fig.js_on_event("mousemove", hover)
+        fig.js_on_event("mouseleave", hover)
+
+    slider = Slider(
+        start=0.0,
+        end=0.999,
+        step=0.001,
+        value=float(smoothing),
+        title="Smoothing",
+        name="mimir:smoothing_slider",
+        width=260,
+    )
+    slider.js_on_change("value", CustomJS(args={"transform": smoother}, code=_SLIDER_JS))
+    log_y_toggle = Toggle(label="log y", active=log_y, name="mimir:log_y", width=70)
+    log_y_toggle.js_on_change(
+        "active", CustomJS(args={"parts": log_parts["y"], "dim": "y"}, code=_LOG_JS)
+    )
+    controls = [slider, log_y_toggle]
+    log_x_toggle = None
+    if not time_axis:
+        log_x_toggle = Toggle(label="log x", active=log_x, name="mimir:log_x", width=70)
+        log_x_toggle.js_on_change(
+            "active", CustomJS(args={"parts": log_parts["x"], "dim": "x"}, code=_LOG_JS)
+        )
+        controls.append(log_x_toggle)
+    controls.append(readout)
+    layout = column(
+        row(*controls, sizing_mode="stretch_width"),
+        *figures,
+        sizing_mode="stretch_both" if height is None else "stretch_width",
+        name="mimir:chart",
+        stylesheets=[GlobalInlineStyleSheet(css="html, body { height: 100%; margin: 0; }")],
+    )
+    return Chart(
+        layout=layout,
+        sources=sources,
+        x_range=x_range,
+        figures=figures,
+        panels=panel_keys,
+        smoothing=slider,
+        log_x=log_x_toggle,
+        log_y=log_y_toggle,
+        smoothed=smoothed,
+        raw=raw,
+    )
