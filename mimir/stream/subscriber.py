@@ -2,8 +2,9 @@
 
 :func:`subscribe` gives an iterator of entries (dicts): first the newest entries the
 publisher kept for replay, then the live ones, with no gap and no duplicate
-between the two. Gaps (entries a slow client lost) and publisher restarts are
-detected from the sequence numbers and run ids, counted and reported.
+between the two; the replay address is given, or learned from the publisher's
+announcement on the stream. Gaps (entries a slow client lost) and publisher
+restarts are detected from the sequence numbers and run ids, counted and reported.
 :func:`follow` calls a function for each entry from a thread. The wire protocol
 is described in ``docs/streaming.rst``.
 """
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from mimir.stream.protocol import (
+    KIND_ANNOUNCE,
     KIND_ENTRIES,
     KIND_HEARTBEAT,
     ProtocolError,
@@ -27,7 +29,13 @@ from mimir.stream.protocol import (
     decode_stream,
     encode_replay_request,
 )
-from mimir.stream.transport import client_curve_keys, client_socket, import_zmq, received
+from mimir.stream.transport import (
+    client_curve_keys,
+    client_socket,
+    import_zmq,
+    reachable_address,
+    received,
+)
 
 __all__ = [
     "Follower",
@@ -42,6 +50,11 @@ __all__ = [
 # Resend the replay request after this long without a reply; give up after _REPLAY_GIVE_UP.
 _REPLAY_RESEND = 1.0
 _REPLAY_GIVE_UP = 5.0
+# Without a replay address given, wait this long at most for the publisher's
+# announcement of one (it comes with the heartbeat that greets each new subscriber),
+# or until a second heartbeat without one: then the publisher does not announce (it
+# predates announcements) and the client follows live entries only.
+_ANNOUNCE_WAIT = 2.0
 
 
 class StreamWarning(UserWarning):
@@ -74,6 +87,8 @@ class Subscription(Iterator[dict[str, Any]]):
         replayed: how many entries came from the replay.
         replay_last: the publisher's last published sequence number when it
             answered the replay request (None without replay).
+        replay_address: where the replay is asked for: the address given, or the
+            one the publisher announced (None until known, and without replay).
         bad_messages: messages ignored because they did not follow the protocol.
     """
 
@@ -82,6 +97,7 @@ class Subscription(Iterator[dict[str, Any]]):
         address: str = "tcp://127.0.0.1:5557",
         replay_address: str | None = None,
         *,
+        replay: bool = True,
         timeout: float | None = None,
         on_gap: Callable[[int, int], Any] | None = None,
         curve_server_public_key: Any = None,
@@ -92,6 +108,10 @@ class Subscription(Iterator[dict[str, Any]]):
         zmq = self._zmq = import_zmq()
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
+        if not replay and replay_address is not None:
+            raise ValueError(
+                "replay=False follows live entries only: give no replay_address with it"
+            )
         if curve_client_secret_key is not None and curve_server_public_key is None:
             raise ValueError("curve_client_secret_key needs curve_server_public_key")
         self.address = address
@@ -117,29 +137,52 @@ class Subscription(Iterator[dict[str, Any]]):
         self._sync_started = 0.0
         self._expected = 0  # next seq, once synced (0: not synced)
         self._report_start = replay_address is not None
+        # Where the replay comes from: "given" (replay_address), "announced" (learned
+        # from the stream, for each run), or "off" (live entries only).
+        self._replay_from = "given" if replay_address is not None else "announced"
+        if not replay:
+            self._replay_from = "off"
+        self._announced: tuple[bytes, str | None] | None = None  # (run, address) last heard
+        self._awaiting = False  # waiting for the current run's announcement
+        self._await_until = 0.0
+        self._quiet_heartbeats = 0  # heartbeats of the current run without an announcement
         self._closed = True
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
         self._sub = self._dealer = None
+        self._poller = zmq.Poller()
         try:
-            keys = client_curve_keys(zmq, curve_server_public_key, curve_client_secret_key)
-            self._sub = client_socket(zmq, self._context, zmq.SUB, keys)
+            self._keys = client_curve_keys(zmq, curve_server_public_key, curve_client_secret_key)
+            self._sub = client_socket(zmq, self._context, zmq.SUB, self._keys)
             self._sub.setsockopt(zmq.RCVHWM, hwm)
             self._sub.connect(address)
             self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+            self._poller.register(self._sub, zmq.POLLIN)
             if replay_address is not None:
-                self._dealer = client_socket(zmq, self._context, zmq.DEALER, keys)
-                self._dealer.setsockopt(zmq.SNDHWM, 4)
-                self._dealer.connect(replay_address)
+                self._connect_dealer(replay_address)
         except BaseException:
             self._closed = False
             self.close()
             raise
         self._closed = False
-        self._poller = zmq.Poller()
-        self._poller.register(self._sub, zmq.POLLIN)
+
+    def _connect_dealer(self, address: str) -> None:
+        """Make the DEALER that asks for the replay, connected to ``address`` (replacing any)."""
+        zmq = self._zmq
         if self._dealer is not None:
-            self._poller.register(self._dealer, zmq.POLLIN)
+            self._poller.unregister(self._dealer)
+            self._dealer.close(linger=0)
+            self._dealer = None
+        dealer = client_socket(zmq, self._context, zmq.DEALER, self._keys)
+        try:
+            dealer.setsockopt(zmq.SNDHWM, 4)
+            dealer.connect(address)
+        except BaseException:
+            dealer.close(linger=0)
+            raise
+        self._dealer = dealer
+        self._poller.register(dealer, zmq.POLLIN)
+        self.replay_address = address
 
     # -- iteration ------------------------------------------------------------------
 
@@ -192,7 +235,9 @@ class Subscription(Iterator[dict[str, Any]]):
                 + ("" if self._run else " (no message at all: is the publisher running?)")
             )
         wait = float("inf") if deadline is None else deadline - now
-        if self._syncing:
+        if self._awaiting:
+            wait = min(wait, self._await_until - now)
+        elif self._syncing:
             wait = min(wait, self._asked_at + _REPLAY_RESEND - now)
         if slice_ is not None:
             wait = min(wait, slice_)
@@ -201,7 +246,10 @@ class Subscription(Iterator[dict[str, Any]]):
             self._read_live()
         if self._dealer is not None and self._dealer in events:
             self._read_replay()
-        if self._syncing and time.monotonic() - self._asked_at >= _REPLAY_RESEND:
+        if self._awaiting:
+            if time.monotonic() >= self._await_until:
+                self._no_announcement()
+        elif self._syncing and time.monotonic() - self._asked_at >= _REPLAY_RESEND:
             self._ask_replay()
 
     def _read_live(self) -> None:
@@ -211,9 +259,20 @@ class Subscription(Iterator[dict[str, Any]]):
             except ProtocolError:
                 self.bad_messages += 1
                 continue
+            if kind == KIND_ANNOUNCE:
+                self._announced = (run, payload)
+                if self._awaiting and run == self._run:
+                    self._use_announcement(payload)
+                continue
             if kind == KIND_HEARTBEAT:
                 if run != self._run:
                     self._new_run(run, kind, payload, [])
+                elif self._awaiting:
+                    # The announcement goes out just before each heartbeat: a second
+                    # heartbeat without one means the publisher does not announce.
+                    self._quiet_heartbeats += 1
+                    if self._quiet_heartbeats >= 2:
+                        self._no_announcement()
                 elif not self._syncing and payload >= self._expected:
                     self._gap(self._expected, payload)  # entries this client never got
                     self._expected = payload + 1
@@ -242,12 +301,54 @@ class Subscription(Iterator[dict[str, Any]]):
         self.run_id = run.decode("ascii", "replace")
         self._anchor = seq if kind == KIND_ENTRIES else seq + 1
         self._buffer = list(runs)
-        if self._dealer is None:
+        if self._replay_from == "off":
             self._finish_sync([])
             return
         self._syncing = True
+        if self._replay_from == "given":
+            self._sync_started = time.monotonic()
+            self._ask_replay()
+        elif self._announced is not None and self._announced[0] == run:
+            self._use_announcement(self._announced[1])
+        else:  # the announcement comes with the heartbeat greeting this subscriber
+            self._awaiting = True
+            self._await_until = time.monotonic() + _ANNOUNCE_WAIT
+            self._quiet_heartbeats = 1 if kind == KIND_HEARTBEAT else 0
+
+    def _use_announcement(self, announced: str | None) -> None:
+        """Ask for the replay at the address the publisher announced (None: it keeps none)."""
+        self._awaiting = False
+        if announced is None:
+            self._finish_sync([])
+            return
+        address = reachable_address(announced, self.address)
+        if self._dealer is None or address != self.replay_address:
+            try:
+                self._connect_dealer(address)
+            except self._zmq.ZMQError as error:
+                warnings.warn(
+                    f"cannot connect to the replay address {address} announced by "
+                    f"{self.address} ({error}); following live entries only",
+                    StreamWarning,
+                    stacklevel=6,
+                )
+                self._finish_sync([])
+                return
+        self._report_start = True
         self._sync_started = time.monotonic()
         self._ask_replay()
+
+    def _no_announcement(self) -> None:
+        """The publisher announced no replay address in time: follow live entries only."""
+        self._awaiting = False
+        warnings.warn(
+            f"the publisher at {self.address} announced no replay address within "
+            f"{_ANNOUNCE_WAIT} s (it may predate announcements: pass its replay_address, "
+            "or replay=False to follow live entries only); following live entries only",
+            StreamWarning,
+            stacklevel=5,
+        )
+        self._finish_sync([])
 
     def _ask_replay(self) -> None:
         zmq = self._zmq
@@ -334,6 +435,7 @@ class Subscription(Iterator[dict[str, Any]]):
             stacklevel=5,
         )
         self._syncing = False
+        self._awaiting = False
         self._buffer = []
         self._report_start = True
 
@@ -365,6 +467,7 @@ def subscribe(
     address: str = "tcp://127.0.0.1:5557",
     replay_address: str | None = None,
     *,
+    replay: bool = True,
     timeout: float | None = None,
     on_gap: Callable[[int, int], Any] | None = None,
     curve_server_public_key: Any = None,
@@ -376,16 +479,21 @@ def subscribe(
 
     Example::
 
-        with mimir.stream.subscribe("tcp://127.0.0.1:5557", "tcp://127.0.0.1:5556") as entries:
+        with mimir.stream.subscribe("tcp://127.0.0.1:5557") as entries:
             for entry in entries:
                 print(entry["training_error"])
 
-    With ``replay_address``, the entries the publisher kept for replay come first,
-    then the live ones: nothing missing between the two and nothing twice.
-    ``first_seq`` tells the first sequence number it could get; when the run had
-    logged more entries than the publisher keeps, the missing start is reported as
-    a gap. Without ``replay_address`` only live entries are returned, from the first
-    one received.
+    The entries the publisher kept for replay come first, then the live ones:
+    nothing missing between the two and nothing twice. The replay is asked for at
+    ``replay_address`` when given; otherwise at the address the publisher announces
+    on the stream (it does so with the heartbeat that greets each new subscriber;
+    an address bound on every interface, ``0.0.0.0``, is reached on the host of
+    ``address``). ``first_seq`` tells the first sequence number it could get; when
+    the run had logged more entries than the publisher keeps, the missing start is
+    reported as a gap. With ``replay=False``, or when the publisher keeps no replay,
+    only live entries are returned, from the first one received. A publisher that
+    announces nothing within 2 seconds (one older than this client) is followed
+    live, with a :class:`StreamWarning`.
 
     Every gap (entries the publisher dropped, or that this client was too slow to
     receive: ZeroMQ drops them for a client that stops reading) is counted in
@@ -396,7 +504,10 @@ def subscribe(
 
     Arguments:
         address: the publisher's ``address``.
-        replay_address: the publisher's ``replay_address``, or None for live only.
+        replay_address: the publisher's ``replay_address``; None (the default): the
+            one it announces. Give it when the client reaches the replay socket
+            another way than the publisher sees it (an SSH tunnel to other ports).
+        replay: False for live entries only (then give no ``replay_address``).
         timeout: seconds to wait for an entry before :class:`TimeoutError` (which
             leaves the subscription usable); None waits forever.
         on_gap: called with the first and last missing sequence numbers of a gap.
@@ -413,6 +524,7 @@ def subscribe(
     return Subscription(
         address,
         replay_address,
+        replay=replay,
         timeout=timeout,
         on_gap=on_gap,
         curve_server_public_key=curve_server_public_key,
@@ -481,7 +593,9 @@ def follow(
 ) -> Follower:
     """Call ``callback(entry)`` for each entry of the stream, from a background thread.
 
-    Takes the options of :func:`subscribe`. Returns a :class:`Follower`; call its
+    Takes the options of :func:`subscribe`: the replay comes from ``replay_address``,
+    or from the address the publisher announces when it is None;
+    ``replay=False`` follows live entries only. Returns a :class:`Follower`; call its
     :meth:`~Follower.stop` to end. For live plots, hand the entries to the plotting
     library's own thread-safe mechanism (for Bokeh, ``doc.add_next_tick_callback``).
     """

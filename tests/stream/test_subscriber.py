@@ -5,6 +5,7 @@ Every socket is real, on 127.0.0.1, with ephemeral ports.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import logging.config
@@ -28,8 +29,15 @@ zmq = pytest.importorskip("zmq")
 from mimir.stream import (  # noqa: E402
     PublisherRestartWarning,
     StreamGapWarning,
+    StreamWarning,
     follow,
     subscribe,
+)
+from mimir.stream.protocol import (  # noqa: E402
+    KIND_ANNOUNCE,
+    KIND_HEARTBEAT,
+    ProtocolError,
+    decode_stream,
 )
 from mimir.stream.publisher import MAX_REQUEST_SIZE, ZMQStreamHandler, is_loopback  # noqa: E402
 
@@ -98,13 +106,19 @@ def assert_contiguous(got: list[tuple[int, Any]], first: int, last: int) -> None
 # -- Z1: late joiners ----------------------------------------------------------------
 
 
+def replay_of(handler: ZMQStreamHandler, how: str) -> dict[str, Any]:
+    """The replay options of subscribe(): the replay address given, or none (announced)."""
+    return {"replay_address": handler.replay_address} if how == "given" else {}
+
+
+@pytest.mark.parametrize("how", ["given", "announced"])
 @pytest.mark.parametrize("k", [0, 1, N - 1, N, N + 1, 10 * N])
-def test_z1_join_after_k_entries(publish, k):
+def test_z1_join_after_k_entries(publish, k, how):
     """Joining after K entries gives all from 1 if K <= N, else says the first it could get."""
     handler, logger = publish(replay=N)
     log_range(logger, 1, k)
     handler.flush()
-    with subscribe(handler.address, handler.replay_address, timeout=10) as sub:
+    with subscribe(handler.address, timeout=10, **replay_of(handler, how)) as sub:
         sub.sync()
         flow = threading.Thread(target=log_range, args=(logger, k + 1, k + 200))
         flow.start()
@@ -116,9 +130,11 @@ def test_z1_join_after_k_entries(publish, k):
     assert_contiguous(got, first, k + 200)
     assert (sub.gaps, sub.missed) == ((0, 0) if k <= N else (1, k - N))
     assert sub.restarts == 0
+    assert sub.replay_address == handler.replay_address
 
 
-def test_z1_join_while_entries_flow_at_full_speed(publish):
+@pytest.mark.parametrize("how", ["given", "announced"])
+def test_z1_join_while_entries_flow_at_full_speed(publish, how):
     """Joining N=1000 mid-burst: contiguous from the replay's start, no gap, no duplicate."""
     n = 1000
     total = 20_000
@@ -126,7 +142,7 @@ def test_z1_join_while_entries_flow_at_full_speed(publish):
     flow = threading.Thread(target=log_range, args=(logger, 1, total))
     flow.start()
     wait_for(lambda: handler.sent >= 300)
-    with subscribe(handler.address, handler.replay_address, timeout=10) as sub:
+    with subscribe(handler.address, timeout=10, **replay_of(handler, how)) as sub:
         got = read_until(sub, total)
     flow.join()
     assert handler.dropped == 0
@@ -550,7 +566,7 @@ def test_s3_client_ignores_malformed_messages(context):
     pub = context.socket(zmq.XPUB)
     pub.setsockopt(zmq.LINGER, 0)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
-    with subscribe(f"tcp://127.0.0.1:{port}", timeout=10, context=context) as sub:
+    with subscribe(f"tcp://127.0.0.1:{port}", replay=False, timeout=10, context=context) as sub:
         assert pub.poll(5000)
         pub.recv()  # the subscription
         run = b"E" + b"0" * 32
@@ -780,10 +796,16 @@ def test_wire_protocol_client_written_from_the_docs(publish, context):
         assert len(out) == len(texts)
         return out
 
-    # 1. wait for the first live message (entries "E", 3 frames, or heartbeat "H", 2)
-    assert sub.poll(5000)
-    header, *body = sub.recv_multipart()
-    assert header[:1] in (b"E", b"H") and len(header) == 33
+    # 1. wait for the first live message (entries "E", 3 frames, or heartbeat "H", 2),
+    # noting the replay address announced ("A", 2 frames) before the heartbeat
+    announced = None
+    while True:
+        assert sub.poll(5000)
+        header, *body = sub.recv_multipart()
+        assert header[:1] in (b"A", b"E", b"H") and len(header) == 33
+        if header[:1] != b"A":
+            break
+        announced = body[0].decode("ascii")
     run_id = header[1:].decode("ascii")
     if header[:1] == b"E":
         assert len(body) == 2 and len(body[0]) == 12
@@ -794,9 +816,17 @@ def test_wire_protocol_client_written_from_the_docs(publish, context):
         assert len(body) == 1 and len(body[0]) == 8
         live = []
         anchor = struct.unpack(">Q", body[0])[0] + 1
-    # 2. ask for the replay
+    # 2. ask for the replay, at the address announced (it comes with each heartbeat)
+    while announced is None:
+        assert sub.poll(5000)
+        header, *body = sub.recv_multipart()
+        if header[:1] == b"A":
+            announced = body[0].decode("ascii")
+        elif header[:1] == b"E":
+            live += entries(*body)
+    assert announced == handler.replay_address
     dealer = context.socket(zmq.DEALER)
-    dealer.connect(handler.replay_address)
+    dealer.connect(announced)
     dealer.send(b"REPLAY")
     log_range(logger, 31, 40)  # entries keep flowing meanwhile
     assert dealer.poll(5000)
@@ -906,6 +936,247 @@ def test_add_line_takes_text_or_bytes_with_or_without_the_newline(publish):
     assert got[2][1]["s"] == "\u00e9"
 
 
+# -- the replay address announced on the stream ---------------------------------------------
+
+
+def read_stream_messages(sub: Any, until: Any, timeout: float = 10.0) -> list[tuple]:
+    """Decoded messages of a raw SUB socket, up to the first for which ``until`` is true."""
+    deadline = time.monotonic() + timeout
+    messages = []
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0 and sub.poll(left * 1000), "no message in time"
+        messages.append(decode_stream(sub.recv_multipart()))
+        if until(messages[-1]):
+            return messages
+
+
+@pytest.mark.parametrize("replay", [0, 5])
+def test_real_publisher_announces_its_replay_address_before_each_heartbeat(
+    publish, context, replay
+):
+    """The announcement (the replay address bound, or None) comes before each heartbeat."""
+    handler, _ = publish(replay=replay, heartbeat=0.05)
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(handler.address)
+    try:
+        heartbeats = [0]
+
+        def third_heartbeat(message: tuple) -> bool:
+            heartbeats[0] += message[0] == KIND_HEARTBEAT
+            return heartbeats[0] == 3
+
+        messages = read_stream_messages(sub, third_heartbeat)
+    finally:
+        sub.close()
+    run = handler.run_id.encode()
+    announcement = (KIND_ANNOUNCE, run, handler.replay_address)
+    assert (handler.replay_address is None) == (replay == 0)
+    assert announcement in messages
+    for before, message in itertools.pairwise(messages):
+        if message[0] == KIND_HEARTBEAT:
+            assert before == announcement
+
+
+def test_subscribe_with_the_stream_address_alone_replays_then_follows_live(publish):
+    """subscribe(address) learns the replay address from the stream: replay, then live."""
+    handler, logger = publish(replay=20)
+    log_range(logger, 1, 30)
+    handler.flush()
+    with subscribe(handler.address, timeout=10) as sub:
+        sub.sync()
+        log_range(logger, 31, 500)
+        got = read_until(sub, 500)
+    assert sub.replay_address == handler.replay_address
+    assert (sub.first_seq, sub.replay_last, sub.replayed) == (11, 30, 20)
+    assert_contiguous(got, 11, 500)
+    assert (sub.gaps, sub.missed) == (1, 10)  # entries 1 to 10 were no longer kept
+
+
+def test_replay_false_follows_live_entries_only(publish):
+    """replay=False: no replay asked for, even though the publisher announces one."""
+    handler, logger = publish(replay=20)
+    log_range(logger, 1, 10)
+    handler.flush()
+    with subscribe(handler.address, replay=False, timeout=10) as sub:
+        sub.sync()
+        log_range(logger, 11, 15)
+        got = read_until(sub, 15)
+    assert_contiguous(got, 11, 15)
+    assert (sub.replay_address, sub.replay_last, sub.replayed) == (None, None, 0)
+    assert (sub.first_seq, sub.gaps) == (11, 0)
+
+
+def test_replay_false_with_a_replay_address_is_refused():
+    """Asking for live entries only and giving a replay address contradict each other."""
+    with pytest.raises(ValueError, match="replay=False"):
+        subscribe("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", replay=False)
+
+
+@pytest.mark.parametrize("bound", ["tcp://0.0.0.0:*", "tcp://*:*"])
+def test_publisher_bound_on_every_interface_announces_a_usable_address(publish, bound):
+    """A replay bound on 0.0.0.0 or * is announced as 0.0.0.0, reached on the stream's host."""
+    with pytest.warns(UserWarning, match="readable by anyone"):
+        handler, logger = publish(address=bound, replay_address=bound, replay=10)
+    assert handler.replay_address.startswith("tcp://0.0.0.0:")
+    log_range(logger, 1, 5)
+    handler.flush()
+    stream_port = handler.address.rpartition(":")[2]
+    replay_port = handler.replay_address.rpartition(":")[2]
+    with subscribe(f"tcp://127.0.0.1:{stream_port}", timeout=10) as sub:
+        got = read_until(sub, 5)
+        assert sub.replay_address == f"tcp://127.0.0.1:{replay_port}"
+    assert_contiguous(got, 1, 5)
+    assert sub.replayed == 5
+
+
+def _old_publisher(context: Any) -> tuple[Any, str]:
+    """A raw XPUB socket standing for a publisher from before announcements."""
+    pub = context.socket(zmq.XPUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    return pub, f"tcp://127.0.0.1:{port}"
+
+
+OLD_RUN = b"0123456789abcdef0123456789abcdef"
+
+
+def _old_heartbeat(last: int) -> list[bytes]:
+    return [b"H" + OLD_RUN, struct.pack(">Q", last)]
+
+
+def _old_entries(first: int, count: int) -> list[bytes]:
+    lines = b"".join(b'{"i": %d}\n' % i for i in range(first, first + count))
+    return [b"E" + OLD_RUN, struct.pack(">QI", first, count), lines]
+
+
+def test_publisher_without_announcements_is_followed_live_after_two_heartbeats(context):
+    """An old publisher's heartbeats carry no announcement: after two, the client goes live."""
+    pub, address = _old_publisher(context)
+    with subscribe(address, timeout=10, context=context) as sub:
+        assert pub.poll(5000)
+        pub.recv()  # the subscription
+        pub.send_multipart(_old_heartbeat(0))  # as an old publisher greets a subscriber
+        pub.send_multipart(_old_entries(1, 2))
+        pub.send_multipart(_old_heartbeat(2))
+        pub.send_multipart(_old_entries(3, 1))
+        with pytest.warns(StreamWarning, match="announced no replay address"):
+            got = read_until(sub, 3)
+    assert_contiguous(got, 1, 3)
+    assert (sub.replay_address, sub.gaps, sub.bad_messages) == (None, 0, 0)
+
+
+def test_publisher_without_announcements_is_followed_live_after_a_short_wait(context):
+    """Entries but no second heartbeat from an old publisher: live after a bounded wait."""
+    pub, address = _old_publisher(context)
+    with subscribe(address, timeout=10, context=context) as sub:
+        assert pub.poll(5000)
+        pub.recv()
+        pub.send_multipart(_old_entries(1, 2))
+        started = time.monotonic()
+        with pytest.warns(StreamWarning, match="within 2.0 s"):
+            got = read_until(sub, 2)
+        waited = time.monotonic() - started
+        pub.send_multipart(_old_entries(3, 1))
+        read_until(sub, 3, got)
+    assert_contiguous(got, 1, 3)
+    assert 1.5 < waited < 8
+    assert sub.replay_address is None
+
+
+def test_malformed_announcements_are_counted_and_the_client_goes_on(context):
+    """An announcement that does not decode is a bad message; a good one later is used."""
+    pub, address = _old_publisher(context)
+    with subscribe(address, replay=True, timeout=10, context=context) as sub:
+        assert pub.poll(5000)
+        pub.recv()
+        for frame in (b"not an address", b"tcp://h\xff:1", b"x" * 2000):
+            with pytest.raises(ProtocolError):
+                decode_stream([b"A" + OLD_RUN, frame])
+            pub.send_multipart([b"A" + OLD_RUN, frame])
+        pub.send_multipart([b"A" + OLD_RUN, b""])  # well formed: no replay kept
+        pub.send_multipart(_old_heartbeat(0))
+        pub.send_multipart(_old_entries(1, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", StreamWarning)  # no waiting for an announcement
+            assert_contiguous(read_until(sub, 1), 1, 1)
+    assert sub.bad_messages == 3
+
+
+@pytest.mark.parametrize("announced", [b"tcp://127.0.0.1:port", b"bogus://somewhere"])
+def test_announced_address_zeromq_refuses_means_live_entries_with_a_warning(context, announced):
+    """A well-formed announcement ZeroMQ cannot connect to: one warning, then live entries."""
+    pub, address = _old_publisher(context)
+    with subscribe(address, timeout=10, context=context) as sub:
+        assert pub.poll(5000)
+        pub.recv()
+        pub.send_multipart([b"A" + OLD_RUN, announced])
+        pub.send_multipart(_old_heartbeat(0))
+        pub.send_multipart(_old_entries(1, 2))
+        with pytest.warns(StreamWarning, match="cannot connect to the replay address"):
+            got = read_until(sub, 2)
+    assert_contiguous(got, 1, 2)
+    assert sub.replay_address is None
+
+
+def test_publisher_restarted_on_another_replay_port_is_replayed_from_there(publish, stdlib_logger):
+    """After a restart, the client replays the new run from the address the new run announces."""
+    first, logger = publish(replay=5)
+    with subscribe(first.address, timeout=0.2) as sub:
+        log_range(logger, 1, 3)
+        read_until(sub, 3)
+        assert sub.replay_address == first.replay_address
+        first.close()
+        stdlib_logger.removeHandler(first)
+        second, _ = publish(address=first.address, replay=5)
+        log_range(logger, 1, 3)  # before the client reconnects: replayed to it
+        second.flush()
+        with pytest.warns(PublisherRestartWarning):
+            got: list[tuple[int, Any]] = []
+            deadline = time.monotonic() + 10
+            while sub.restarts == 0 or sub.last_seq < 3:
+                assert time.monotonic() < deadline, "the restart was not followed in time"
+                try:
+                    got.append((sub.last_seq + 1, next(sub)))
+                except TimeoutError:
+                    continue
+    assert sub.run_id == second.run_id
+    assert sub.replay_address == second.replay_address
+    assert [entry["i"] for _, entry in got] == [1, 2, 3]
+    assert (sub.first_seq, sub.missed) == (1, 0)
+
+
+def test_curve_client_learns_the_replay_address_too(publish, tmp_path):
+    """With CURVE, the replay socket learned from the stream is reached with the same keys."""
+    import zmq.auth
+
+    keys = _make_keys(tmp_path)
+    handler, logger = publish(replay=10, curve_server_secret_key=keys["server_secret"])
+    server_public, _ = zmq.auth.load_certificate(keys["server_public"])
+    log_range(logger, 1, 3)
+    handler.flush()
+    with subscribe(handler.address, timeout=10, curve_server_public_key=server_public) as sub:
+        assert_contiguous(read_until(sub, 3), 1, 3)
+        assert sub.replayed == 3
+
+
+def test_follow_without_a_replay_address_replays_too(publish):
+    """follow(address, callback) replays from the announced address, then follows live."""
+    handler, logger = publish(replay=10)
+    log_range(logger, 1, 3)
+    handler.flush()
+    got = []
+    with follow(handler.address, got.append) as follower:
+        wait_for(lambda: len(got) == 3)
+        log_range(logger, 4, 6)
+        wait_for(lambda: len(got) == 6)
+    assert not follower.running
+    assert [e["i"] for e in got] == [1, 2, 3, 4, 5, 6]
+    assert follower.subscription.replay_address == handler.replay_address
+
+
 # -- behaviour of the API ----------------------------------------------------------------
 
 
@@ -940,7 +1211,7 @@ def test_publisher_restart_is_detected(publish, stdlib_logger):
     """A new publisher on the same address is seen as a restart, and followed."""
     first, logger = publish(replay=5)
     address = first.address
-    with subscribe(address, timeout=0.2) as sub:
+    with subscribe(address, replay=False, timeout=0.2) as sub:
         sub.sync(timeout=10)
         log_range(logger, 1, 3)
         read_until(sub, 3)
