@@ -25,10 +25,16 @@ import os
 from array import array
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from mimir.reader import MalformedLogError, iter_lines
+
+try:
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - orjson is a dependency, kept optional for odd platforms
+    _orjson_loads = None
 
 __all__ = [
     "NO_SOURCE",
@@ -50,6 +56,8 @@ __all__ = [
 #: The run name of the entries of a collected log that carry no source.
 NO_SOURCE = "(no source)"
 
+_UNSOURCED = (NO_SOURCE, None)
+
 #: The keys tried, in this order, for the x axis when none is given.
 X_KEYS = ("iteration", "step", "epoch")
 
@@ -58,6 +66,7 @@ _FOLDER_PATTERNS = ("*.jsonl", "*.jsonl.gz")
 _GLOB_CHARS = frozenset("*?[")
 _SHOWN_KEYS = 40  # keys listed in an UnknownKeyError at most
 _INT53 = 1 << 53  # integers a float holds exactly
+_INT63 = float(1 << 63)  # orjson reads larger integers as floats
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -298,6 +307,25 @@ def _source_group(value: Any) -> tuple[str, Any]:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")), None
 
 
+class _SourceGroups:
+    """:func:`_source_group`, remembered for the source values seen (a log has few)."""
+
+    def __init__(self) -> None:
+        self.known: dict[Any, tuple[str, Any]] = {}
+
+    def __call__(self, value: Any) -> tuple[str, Any]:
+        if type(value) is not dict:
+            return _source_group(value)
+        try:
+            key = tuple(value.items())
+            group = self.known.get(key)
+        except TypeError:  # a list or dict inside: not hashable
+            return _source_group(value)
+        if group is None:
+            group = self.known[key] = _source_group(value)
+        return group
+
+
 def _group_names(groups: Iterable[tuple[str, Any]]) -> dict[tuple[str, Any], str]:
     """The run name of each source group: its label, with ``@host`` where hosts share a name."""
     groups = list(groups)
@@ -330,8 +358,9 @@ def split_by_source(
     of their first entry. The entries are not copied and keep their ``source`` key.
     """
     groups: dict[tuple[str, Any], list[Mapping[str, Any]]] = {}
+    group_of = _SourceGroups()
     for entry in entries:
-        group = _source_group(entry.get(key))
+        group = group_of(entry.get(key))
         found = groups.get(group)
         if found is None:
             found = groups[group] = []
@@ -401,45 +430,59 @@ class Column:
         return isinstance(self.values, array)
 
 
+_MISSING = object()  # an entry without the key
+_CHUNK = 4096  # entries gathered before they are spread into columns
+
+
 class _ColumnBuilder:
-    """A column being filled entry by entry, kept as compact as its values allow."""
+    """A column being filled a chunk of entries at a time, as compact as its values allow."""
 
-    __slots__ = ("kind", "rows", "values")
+    __slots__ = ("kind", "rows", "start", "values")
 
-    def __init__(self) -> None:
-        self.rows = array("q")
+    def __init__(self, start: int) -> None:
+        self.start = start  # the first row; rows stay start, start+1 ... while rows is None
+        self.rows: array[int] | None = None
         self.values: Any = array("q")
-        self.kind = "q"  # then "d" (floats), then "list" (anything)
+        self.kind = "q"  # then "d" (numbers), then "list" (anything)
 
-    def add(self, row: int, value: Any) -> None:
-        self.rows.append(row)
+    def extend(self, first: int, values: list[Any]) -> None:
+        """Add ``values``, those of rows ``first``, ``first + 1`` ... (``_MISSING``: none)."""
+        present = values
+        if _MISSING in values:  # identity first: a fast scan
+            rows = [first + i for i, value in enumerate(values) if value is not _MISSING]
+            present = [value for value in values if value is not _MISSING]
+            self._sparse().extend(rows)
+        elif self.rows is not None:
+            self.rows.extend(range(first, first + len(values)))
+        elif first != self.start + len(self.values):  # rows skipped between chunks
+            self._sparse().extend(range(first, first + len(values)))
+        self._add(present)
+
+    def _sparse(self) -> array[int]:
+        if self.rows is None:
+            self.rows = array("q", range(self.start, self.start + len(self.values)))
+        return self.rows
+
+    def _add(self, values: list[Any]) -> None:
         kind = self.kind
-        if kind == "list":
-            self.values.append(value)
-            return
-        vtype = type(value)
-        if vtype is float:
-            if kind == "q":
-                if any(abs(v) > _INT53 for v in self.values):
-                    self.values = list(self.values)
-                    self.kind = "list"
-                else:
-                    self.values = array("d", self.values)
-                    self.kind = "d"
-            self.values.append(value)
-            return
-        if vtype is int and -_INT53 <= value <= _INT53:
-            self.values.append(value)
-            return
-        self.values = list(self.values)
-        self.kind = "list"
-        self.values.append(value)
+        if kind != "list":
+            types = set(map(type, values))
+            if types <= {int, float}:
+                ints = values if float not in types else [v for v in values if type(v) is int]
+                if not ints or (min(ints) >= -_INT53 and max(ints) <= _INT53):
+                    if float in types and kind == "q":
+                        self.values = array("d", self.values)
+                        self.kind = "d"
+                    self.values.extend(values)
+                    return
+            self.values = list(self.values)
+            self.kind = "list"
+        self.values.extend(values)
 
-    def finish(self, length: int) -> Column:
-        rows: Sequence[int] = self.rows
-        if len(rows) == length:  # every entry has the key: its rows are 0 .. length-1
-            rows = range(length)
-        return Column(rows, self.values)
+    def finish(self) -> Column:
+        if self.rows is None:
+            return Column(range(self.start, self.start + len(self.values)), self.values)
+        return Column(self.rows, self.values)
 
 
 @dataclass
@@ -533,36 +576,49 @@ class Run:
 
 
 class _RunBuilder:
-    __slots__ = ("columns", "found", "length", "path")
+    __slots__ = ("columns", "found", "keys", "length", "path", "pending", "skip")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keys: Collection[str] | None, skip: str | None) -> None:
         self.path = path
-        self.length = 0
+        self.keys = keys
+        self.skip = skip
+        self.length = 0  # entries spread into columns
+        self.pending: list[dict[str, Any]] = []
         self.columns: dict[str, _ColumnBuilder] = {}
-        self.found: set[str] = set()
+        self.found: dict[str, None] = {}  # every key, in the order they first appear
 
-    def add(self, entry: dict[str, Any], keys: Collection[str] | None, skip: str | None) -> None:
-        row = self.length
-        self.length += 1
+    def add(self, entry: dict[str, Any]) -> None:
+        self.pending.append(entry)
+        if len(self.pending) >= _CHUNK:
+            self._spread()
+
+    def _spread(self) -> None:
+        chunk, self.pending = self.pending, []
+        if not chunk:
+            return
+        first = self.length
+        self.length += len(chunk)
+        keys = dict.fromkeys(chain.from_iterable(chunk))
+        self.found.update(keys)
         columns = self.columns
-        self.found.update(entry)
-        for key, value in entry.items():
-            if key == skip or (keys is not None and key not in keys):
+        for key in keys:
+            if key == self.skip or (self.keys is not None and key not in self.keys):
                 continue
             column = columns.get(key)
             if column is None:
-                column = columns[key] = _ColumnBuilder()
-            column.add(row, value)
+                column = columns[key] = _ColumnBuilder(first)
+            column.extend(first, [entry.get(key, _MISSING) for entry in chunk])
 
     def finish(self, name: str, source: str | None) -> Run:
-        columns = {key: col.finish(self.length) for key, col in self.columns.items()}
-        return Run(name, self.path, source, self.length, columns, self.found)
+        self._spread()
+        columns = {key: col.finish() for key, col in self.columns.items()}
+        return Run(name, self.path, source, self.length, columns, set(self.found))
 
 
 def _read_entries(path: Path, errors: str) -> Iterator[dict[str, Any]]:
     """The entries of one log; :class:`NoEntriesError` if it has lines but none is an entry."""
     filename = os.fspath(path)
-    loads = json.loads
+    loads = _loads
     good = False
     lines = iter_lines(filename, errors)
     for lineno, line in lines:
@@ -581,6 +637,27 @@ def _read_entries(path: Path, errors: str) -> Iterator[dict[str, Any]]:
         else:
             reason = f"not an entry: a JSON {type(entry).__name__}, not an object"
         raise MalformedLogError(filename, lineno, f"{reason}: {line[:80]!r}")
+
+
+def _loads(line: bytes) -> Any:
+    """``json.loads(line)``, the same values, faster: orjson where it gives them.
+
+    orjson refuses NaN and the infinities (which Mímir writes as ``NaN``,
+    ``Infinity``): such lines are read by :mod:`json`; so are those where orjson
+    gives a float of 2**63 or more at the top level, which may be an integer of more
+    than 64 bits that :mod:`json` reads exactly.
+    """
+    if _orjson_loads is not None:
+        try:
+            entry = _orjson_loads(line)
+        except ValueError:
+            return json.loads(line)
+        if type(entry) is dict:
+            for value in entry.values():
+                if type(value) is float and not -_INT63 < value < _INT63:
+                    return json.loads(line)
+        return entry
+    return json.loads(line)
 
 
 def _any_entry(lines: Iterator[tuple[int, bytes]]) -> bool:
@@ -625,23 +702,24 @@ def load_runs(
     runs: list[Run] = []
     for path, file_name in zip(paths, file_names, strict=True):
         if not split_source:
-            whole = _RunBuilder(path)
+            whole = _RunBuilder(path, wanted, skip)
             for entry in _read_entries(path, errors):
-                whole.add(entry, wanted, skip)
+                whole.add(entry)
             runs.append(whole.finish(file_name, None))
             continue
         groups: dict[tuple[str, Any], _RunBuilder] = {}
-        group_of = _source_group
+        group_of = _SourceGroups()
         for entry in _read_entries(path, errors):
-            group = group_of(entry.get(source_key))
+            value = entry.get(source_key)
+            group = _UNSOURCED if value is None else group_of(value)
             builder = groups.get(group)
             if builder is None:
-                builder = groups[group] = _RunBuilder(path)
-            builder.add(entry, wanted, skip)
+                builder = groups[group] = _RunBuilder(path, wanted, skip)
+            builder.add(entry)
         if not groups:  # an empty log: one run without entries
-            runs.append(_RunBuilder(path).finish(file_name, None))
-        elif list(groups) == [(NO_SOURCE, None)]:  # not a collected log
-            runs.append(groups[NO_SOURCE, None].finish(file_name, None))
+            runs.append(_RunBuilder(path, wanted, skip).finish(file_name, None))
+        elif list(groups) == [_UNSOURCED]:  # not a collected log
+            runs.append(groups[_UNSOURCED].finish(file_name, None))
         else:
             for group, name in _group_names(groups).items():
                 runs.append(groups[group].finish(f"{file_name}/{name}", name))
