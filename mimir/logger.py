@@ -14,7 +14,7 @@ from mimir._buffered import BufferedHandler
 from mimir._handler import Handler
 from mimir._json import orjson
 from mimir._record import EntryRecordFactory
-from mimir.console import ConsoleFormatter, ConsoleHandler
+from mimir.console import ConsoleFormatter, ConsoleHandler, ProgressHandler
 from mimir.files.compressed import GzlogFileHandler
 from mimir.files.plain import JSONLFileHandler
 from mimir.formatter import JSONFormatter
@@ -34,6 +34,9 @@ class _Console:
 
 
 _CONSOLE = _Console()
+
+# formatter="progress": the compact console of mimir.console.ProgressHandler.
+_PROGRESS = "progress"
 
 
 class _PrivateLogger(logging.Logger):
@@ -80,6 +83,10 @@ class Logger:
         formatter: console output. By default each entry is printed readably to
             standard output; ``None`` prints nothing; a :class:`logging.Formatter` or
             a callable ``entry -> str`` changes how entries are printed.
+            ``"progress"`` keeps up with a training loop
+            (:class:`~mimir.console.ProgressHandler`): in a terminal, one status line
+            redrawn at most 10 times a second with the count, the rate and the newest
+            values; elsewhere a line every 10,000 entries or 10 seconds.
         lock_timeout: for a compressed log, how many seconds to wait at most for its
             lock while another process holds it (``None``: wait, with a warning that
             names the holder after 2 s); then :class:`~mimir.gzlog.GzlogError`.
@@ -149,7 +156,12 @@ class Logger:
                 )
             elif filename is not None:
                 line_handlers.append(self._own(JSONLFileHandler(filename)))
-            if console_formatter is not None:
+            progress: ProgressHandler | None = None
+            if console_formatter is _PROGRESS:
+                progress = ProgressHandler()
+                progress.on_change = self._handler_changed
+                self.handlers.append(progress)
+            elif console_formatter is not None:
                 console = ConsoleHandler()
                 console.setFormatter(console_formatter)
                 self.handlers.append(console)
@@ -169,10 +181,13 @@ class Logger:
             self.logger.addHandler(handler)
         self._make_record = EntryRecordFactory(self.logger.name, logging.INFO)
         # Entries skip LogRecord creation while the set-up is what this object built:
-        # no console, a formatter that adds nothing. See log() and _direct_path().
+        # no console but the progress one, a formatter that adds nothing. See log()
+        # and _direct_path().
         self._direct: Callable[[Mapping[str, Any]], bool] | None = None
-        if console_formatter is None and _adds_nothing(self.json_formatter):
-            self._direct = self._direct_path(tuple(self.handlers), tuple(line_handlers))
+        if (console_formatter is None or progress is not None) and _adds_nothing(
+            self.json_formatter
+        ):
+            self._direct = self._direct_path(tuple(self.handlers), tuple(line_handlers), progress)
 
     def _own(self, handler: Any) -> Any:
         handler.setFormatter(self.json_formatter)
@@ -199,6 +214,7 @@ class Logger:
         self,
         attached: tuple[logging.Handler, ...],
         line_handlers: tuple[BufferedHandler | ZMQStreamHandler, ...],
+        progress: ProgressHandler | None = None,
     ) -> Callable[[Mapping[str, Any]], bool]:
         """The function that hands an entry straight to the handlers (see log()).
 
@@ -222,6 +238,7 @@ class Logger:
         info = logging.INFO
         formatter = self.json_formatter
         remember = self.memory.add_entry if self.memory is not None else None
+        show = progress.add_entry if progress is not None else None
         handlers = line_handlers
         adders = tuple(handler.add_line for handler in handlers)
         encode_line = formatter.encoder.encode_line
@@ -239,6 +256,8 @@ class Logger:
                     logger.disabled = False  # as in log()
                 if not logger.isEnabledFor(info):
                     return True  # below the level: nothing to do, as logger.handle() would
+            if show is not None:
+                show(entry)  # O(1): keeps the entry, draws only when a line is due
             if remember is not None:
                 entry = dict(entry)  # the ring keeps a copy, as the formatter would build
                 remember(entry)
@@ -335,18 +354,28 @@ def _close_all(handlers: list[logging.Handler]) -> None:
         raise errors[0]
 
 
-def _console_formatter(formatter: Any) -> logging.Formatter | None:
-    """The formatter of the console handler that ``formatter=`` asks for, or None."""
+def _console_formatter(formatter: Any) -> logging.Formatter | str | None:
+    """The formatter of the console handler that ``formatter=`` asks for, or None.
+
+    ``"progress"`` asks for the progress console instead (returned as is).
+    """
     if formatter is None:
         return None
     if formatter is _CONSOLE:
         return ConsoleFormatter()
+    if isinstance(formatter, str):
+        if formatter == _PROGRESS:
+            return _PROGRESS
+        raise ValueError(
+            f"formatter={formatter!r} is not a console style; the only one is 'progress' "
+            "(a status line for training loops)"
+        )
     if isinstance(formatter, logging.Formatter):
         return formatter
     if callable(formatter):
         return ConsoleFormatter(render=formatter)
     raise TypeError(
-        "formatter= takes None, a logging.Formatter, or a callable entry -> str; "
+        "formatter= takes None, 'progress', a logging.Formatter, or a callable entry -> str; "
         f"got {type(formatter).__name__}"
     )
 
