@@ -42,8 +42,7 @@ def demo(output: str, steps: int, delay: float, seed: int, stream: bool = False)
         if logger.stream is not None:
             print(
                 f"Streaming on {logger.stream.address} (replay on "
-                f"{logger.stream.replay_address}); watch with: mimir tail --replay-address "
-                f"{logger.stream.replay_address}",
+                f"{logger.stream.replay_address}); watch with: mimir tail",
                 flush=True,
             )
         for iteration in range(steps):
@@ -235,18 +234,22 @@ def check(filenames: Sequence[str]) -> int:
     return status
 
 
-def tail(address: str, replay_address: str | None, timeout: float | None) -> int:
+def tail(
+    address: str, replay_address: str | None, timeout: float | None, replay: bool = True
+) -> int:
     """Print the entries of a live stream as JSON lines until interrupted.
 
-    With ``timeout``, a stream silent for that long ends the command normally: a note
-    on standard error and status 0.
+    The entries the publisher keeps for replay come first, asked for at
+    ``replay_address`` or, when it is None, at the address the publisher announces;
+    ``replay=False`` prints live entries only. With ``timeout``, a stream silent for
+    that long ends the command normally: a note on standard error and status 0.
     """
     from mimir.stream import subscribe
 
     out = sys.stdout
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     try:
-        with subscribe(address, replay_address, timeout=timeout) as entries:
+        with subscribe(address, replay_address, replay=replay, timeout=timeout) as entries:
             for entry in entries:
                 out.write(dumps(entry) + "\n")
                 out.flush()
@@ -280,7 +283,15 @@ def _run_tail(args: argparse.Namespace) -> int:
             "mimir tail: the ADDRESS argument is deprecated, use --connect ADDRESS", file=sys.stderr
         )
         address = args.address
-    return tail(address or DEFAULT_STREAM_ADDRESS, args.replay_address, args.timeout)
+    if args.no_replay and args.replay_address is not None:
+        print(
+            "mimir tail: error: --no-replay prints live entries only: drop --replay-address",
+            file=sys.stderr,
+        )
+        return 2
+    return tail(
+        address or DEFAULT_STREAM_ADDRESS, args.replay_address, args.timeout, not args.no_replay
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,7 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser.set_defaults(run=_run_check)
 
     tail_parser = commands.add_parser(
-        "tail", help="print the entries of a live stream as JSON lines, e.g. for jq"
+        "tail",
+        help="print the entries of a live stream as JSON lines, e.g. for jq",
+        description="Print the entries a publisher keeps for replay, then the live ones, as"
+        " JSON lines. The replay address is the one the publisher announces on its stream,"
+        " unless --replay-address is given.",
     )
     tail_parser.add_argument(
         "--connect",
@@ -338,7 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay-address",
         metavar="ADDRESS",
         type=stream_address,
-        help="first print the entries the publisher keeps for late joiners (its replay address)",
+        help="where to ask for the entries the publisher keeps for late joiners (default:"
+        " the address it announces; give it when that one is not reachable as is, e.g."
+        " through an SSH tunnel on other ports)",
+    )
+    tail_parser.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="print live entries only, not the ones the publisher kept",
     )
     tail_parser.add_argument(
         "--timeout", type=float, help="give up after this many seconds without an entry"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -35,19 +37,18 @@ def replaying_logger() -> mimir.Logger:
     )
 
 
-def test_tail_prints_replay_then_live_entries_as_json_lines():
-    """`mimir tail` prints the replayed entries, then live ones, one JSON object per line."""
+@pytest.mark.parametrize("replay", ["announced", "given"])
+def test_tail_prints_replay_then_live_entries_as_json_lines(replay):
+    """`mimir tail --connect` prints the replayed entries, then live ones, one JSON object a line.
+
+    Without --replay-address the replay comes from the address the publisher announces.
+    """
     logger = replaying_logger()
     try:
         for i in range(10):
             logger.log({"iteration": i, "text": "Mímir"})
-        tail = mimir_command(
-            "tail",
-            "--connect",
-            logger.stream.address,
-            "--replay-address",
-            logger.stream.replay_address,
-        )
+        given = ["--replay-address", logger.stream.replay_address] if replay == "given" else []
+        tail = mimir_command("tail", "--connect", logger.stream.address, *given)
         try:
             first = [json.loads(tail.stdout.readline()) for _ in range(10)]
             for i in range(10, 15):
@@ -60,6 +61,61 @@ def test_tail_prints_replay_then_live_entries_as_json_lines():
         logger.close()
     assert [entry["iteration"] for entry in first + live] == list(range(15))
     assert first[0]["text"] == "Mímir"
+
+
+def first_line(process: subprocess.Popen, logger: mimir.Logger, timeout: float = 30) -> str:
+    """Log an entry at a time until ``process`` prints a line (it has joined); return that line."""
+    deadline = time.monotonic() + timeout
+    i = 100
+    while not select.select([process.stdout], [], [], 0.05)[0]:
+        assert time.monotonic() < deadline, "mimir tail printed nothing in time"
+        assert process.poll() is None, process.stderr.read()
+        logger.log({"iteration": i})
+        i += 1
+    return process.stdout.readline()
+
+
+def test_tail_no_replay_prints_live_entries_only():
+    """`mimir tail --no-replay` prints none of the entries logged before it joined."""
+    logger = replaying_logger()
+    try:
+        for i in range(10):
+            logger.log({"iteration": i})
+        tail = mimir_command("tail", "--connect", logger.stream.address, "--no-replay")
+        try:
+            first = json.loads(first_line(tail, logger))["iteration"]
+            logger.log({"iteration": 1000})
+            seen = [first]
+            while seen[-1] != 1000:
+                seen.append(json.loads(tail.stdout.readline())["iteration"])
+        finally:
+            tail.terminate()
+            tail.wait(timeout=10)
+    finally:
+        logger.close()
+    assert first >= 100  # a live entry, none of the 10 kept for replay
+    assert seen == [*range(first, seen[-2] + 1), 1000]
+
+
+def test_tail_replays_by_default_and_no_replay_is_live_only_side_by_side():
+    """Joining at the same moment: the default prints the kept entries first, --no-replay not."""
+    logger = replaying_logger()
+    try:
+        for i in range(10):
+            logger.log({"iteration": i})
+        default = mimir_command("tail", "--connect", logger.stream.address)
+        live = mimir_command("tail", "--connect", logger.stream.address, "--no-replay")
+        try:
+            live_first = json.loads(first_line(live, logger))["iteration"]
+            default_first = [json.loads(default.stdout.readline())["iteration"] for _ in range(10)]
+        finally:
+            for process in (default, live):
+                process.terminate()
+                process.wait(timeout=10)
+    finally:
+        logger.close()
+    assert default_first == list(range(10))
+    assert live_first >= 100
 
 
 def test_tail_timeout_is_a_normal_end_with_a_note():
@@ -77,14 +133,15 @@ def test_tail_timeout_is_a_normal_end_with_a_note():
 
 
 def test_demo_stream_can_be_followed_with_tail(tmp_path):
-    """`mimir demo --stream` publishes the run; `mimir tail` with replay sees all of it."""
+    """`mimir demo --stream` publishes the run; `mimir tail` (replay by default) sees all of it."""
     demo = mimir_command(
         "demo", "--stream", "--steps", "40", "--delay", "0.05", "-o", "run.jsonl", cwd=tmp_path
     )
     try:
         banner = demo.stdout.readline()
         assert "Streaming on tcp://127.0.0.1:5557" in banner
-        tail = mimir_command("tail", "--replay-address", "tcp://127.0.0.1:5556", "--timeout", "10")
+        assert "watch with: mimir tail" in banner
+        tail = mimir_command("tail", "--timeout", "10")  # the replay address is announced
         try:
             seen = [json.loads(tail.stdout.readline())["iteration"] for _ in range(40)]
         finally:

@@ -95,6 +95,7 @@ CONTRADICTIONS = [
     (["collect"], "add --output"),
     (["collect", "--output", "x.jsonl", "--file", "y.jsonl"], "give only --output"),
     (["tail", "--connect", "127.0.0.1:1", "127.0.0.1:1"], "--connect ADDRESS"),
+    (["tail", "--no-replay", "--replay-address", "127.0.0.1:1"], "drop --replay-address"),
     (["plot", "i", "y", "--file", "a.jsonl", "--output", "r.html", "--show"], "drop one"),
     (["plot", "i", "y", "--file", "a.jsonl", "-o", "r.html", "--allow-host", "h"], "drop it"),
 ]
