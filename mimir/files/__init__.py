@@ -5,7 +5,10 @@
 * :mod:`mimir.files.compressed`: :class:`~mimir.GzlogFileHandler`, a crash-safe
   gzip file in the gzlog format (:mod:`mimir.gzlog`), written by a writer process
   so that compression never stalls the training loop.
-* ``mimir.files._writer_process``: that writer process and the pipe to it.
+* ``mimir.files._sink``: the write path of a gzlog in this process, and the sink
+  interface (append, sync, compress, close, counts) a handler hands batches to.
+* ``mimir.files._writer_process``: the writer process, which runs that sink, and its
+  client, which offers the same interface through a pipe.
 
 Both handlers build on the core's buffered handler (``mimir._buffered``); neither
 imports pyzmq or Bokeh.

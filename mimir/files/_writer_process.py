@@ -8,11 +8,13 @@ append and compression) falls far behind a fast loop, and ``close()`` pays for t
 backlog. The writer process has an interpreter of its own: the handler's thread only
 hands it whole batches through a pipe, one system call per batch.
 
-The process runs a :class:`~mimir.GzlogFileHandler` with ``writer_process=False`` and
-``flush_interval=0``, so the appends, retries, drop accounting and compression are
-exactly those of the in-process handler. It ignores SIGINT and SIGTERM and runs in a
-session of its own: it stops when told to, or when the pipe from the logging process
-closes (that process exited or was killed), after writing everything it received.
+The process drives a :class:`~mimir.files._sink.GzlogSink`: the appends,
+verification, retries, drop accounting and compression are those of the handler's
+own write path (:class:`~mimir.files._sink.GzlogAppender`), and :class:`WriterProcess`
+offers the logging process the same :class:`~mimir.files._sink.Sink` interface. It
+ignores SIGINT and SIGTERM and runs in a session of its own: it stops when told to,
+or when the pipe from the logging process closes (that process exited or was
+killed), after writing everything it received.
 
 Pipe protocol (private; both ends are this module):
 
@@ -48,6 +50,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from mimir.files._sink import GzlogSink
 from mimir.gzlog import MAX_TAIL, GzlogLockWaitWarning, GzlogWarning
 
 __all__ = ["WriterProcess", "WriterProcessError"]
@@ -71,10 +74,12 @@ class WriterProcessError(OSError):
 
 
 class WriterProcess:
-    """The handler's side of the writer process: start it, send batches, ask and wait.
+    """The handler's side of the writer process: a :class:`~mimir.files._sink.Sink`.
 
-    Not thread-safe: the handler calls it under its I/O lock. ``report(message)`` is
-    called inside an ``except`` block for every failure, the writer's own included.
+    Starts the process, hands it batches, asks it to sync, compress and close, and
+    keeps its counts. Not thread-safe: the handler calls it under its I/O lock.
+    ``report(message)`` is called inside an ``except`` block for every failure, the
+    writer's own included.
     """
 
     def __init__(
@@ -198,7 +203,12 @@ class WriterProcess:
 
     # -- talking to it ----------------------------------------------------------------
 
-    def send(self, data: bytes | bytearray) -> None:
+    @property
+    def pending(self) -> int:
+        """Entries handed over and neither confirmed written nor dropped yet."""
+        return self.sent - self.written - self.dropped
+
+    def append(self, data: bytes | bytearray) -> None:
         """Hand complete lines to the writer (blocks only while its pipe is full)."""
         start = 0
         while len(data) - start > _MAX_FRAME:  # a frame's length field has 32 bits
@@ -344,14 +354,12 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     filename, interval, max_buffer, level, lock_timeout = sys.argv[2:7]
-    from mimir.files.compressed import GzlogFileHandler
-
     out = sys.stdout.fileno()
-    handler: GzlogFileHandler | None = None
+    sink: GzlogSink | None = None
 
     def say(message: dict[str, Any]) -> None:
-        if handler is not None:
-            message["written"], message["dropped"] = handler.written, handler.dropped
+        if sink is not None:
+            message["written"], message["dropped"] = sink.written, sink.dropped
         data = (json.dumps(message) + "\n").encode()
         try:
             while data:
@@ -369,63 +377,65 @@ def main() -> None:
     warnings.showwarning = relay_warning  # the logging process shows them
     warnings.simplefilter("always")  # and filters them there
     try:
-        handler = GzlogFileHandler(
+        sink = GzlogSink(
             filename,
-            flush_interval=0,
-            max_buffer_bytes=int(max_buffer),
+            report=report,
             compression_level=int(level),
-            writer_process=False,
             lock_timeout=None if lock_timeout == "None" else float(lock_timeout),
+            max_buffer_bytes=int(max_buffer),
         )
     except Exception as error:
         report(f"the writer process could not open {filename}: {error}")
         sys.exit(1)
-    handler.report = report  # type: ignore[method-assign]
     say({"reply": 0})  # ready
     try:
-        handler.verify()  # before the first append, while the training loop runs on
+        sink.verify()  # before the first append, while the training loop runs on
     except Exception as error:
         report(f"could not verify {filename} ({error}); it is verified again before writing")
-    retry_after = float(interval) or 1.0
+    _serve(sink, say, retry_after=float(interval) or 1.0)
+
+
+def _serve(sink: GzlogSink, say: Callable[[dict[str, Any]], None], retry_after: float) -> None:
+    """Write what the pipe brings and answer its requests, until told to quit or it closes."""
     hold_for = min(retry_after, _HOLD_SECONDS)
     frames = _Frames(sys.stdin.fileno())
-    held = bytearray()  # lines received, not yet given to the handler
+    held = bytearray()  # lines received, not yet given to the sink
     told = (0, 0)  # the counts last sent
 
     def write(upto: int) -> None:
         if upto:
-            handler.add_line(bytes(held[:upto]))  # flush_interval=0: written now
+            sink.append(held[:upto])
             del held[:upto]
 
     try:
         while not frames.eof:
             # Held lines wait briefly for more; failed writes are retried every interval.
-            wait = hold_for if held else retry_after if handler.unwritten else None
+            wait = hold_for if held else retry_after if sink.unwritten else None
             batch = frames.read(wait)
             if not batch:
                 write(len(held))
-                if handler.unwritten:
-                    handler.flush()
+                if sink.unwritten:
+                    sink.sync()
             for kind, payload in batch:
                 if kind == _DATA:
                     held += payload
                     continue
                 write(len(held))
-                handler.flush()
+                sink.sync()
                 if kind == _COMPRESS:
-                    handler.compress()
+                    sink.compress()
                 elif kind == _QUIT:
-                    handler.close()
+                    sink.close()
                 say({"reply": int(payload)})
                 if kind == _QUIT:
                     return
-            write(_fill_point(held, handler._gzlog.room))
-            if (handler.written, handler.dropped) != told:
-                told = (handler.written, handler.dropped)
+            write(_fill_point(held, sink.room))
+            if (sink.written, sink.dropped) != told:
+                told = (sink.written, sink.dropped)
                 say({})  # the counts alone: the logging process reads them as they come
     finally:
         write(len(held))  # the logging process is gone: write what it sent, then stop
-        handler.close()
+        sink.close()
 
 
 def _fill_point(held: bytearray, room: int) -> int:

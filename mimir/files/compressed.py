@@ -7,38 +7,12 @@ import os
 import warnings
 
 from mimir._buffered import BufferedHandler
+from mimir.files._sink import GzlogAppender, log_name
 from mimir.files._writer_process import WriterProcess, WriterProcessError
 from mimir.files.plain import require_directory
-from mimir.gzlog import MAX_APPEND, Gzlog, GzlogCorruptError, GzlogError, GzlogState, GzlogWarning
-from mimir.reader import iter_lines
+from mimir.gzlog import Gzlog, GzlogError, GzlogState
 
 __all__ = ["GzlogFileHandler"]
-
-
-def _readable_entries(path: str) -> int:
-    """How many entries of the (damaged) log at ``path`` can still be read.
-
-    A strict read gives the readable part, then raises at the damage: no warning
-    filters are touched, so other threads' warnings are left alone.
-    """
-    count = 0
-    try:
-        for _ in iter_lines(path):
-            count += 1
-    except (OSError, ValueError):  # DamagedLogError is a ValueError
-        pass
-    return count
-
-
-def _piece_end(data: bytes | bytearray, start: int, limit: int) -> int:
-    """End of the longest run of whole lines from ``start`` of at most ``limit`` bytes.
-
-    A single line longer than the limit makes a run of its own.
-    """
-    end = data.rfind(b"\n", start, start + max(1, limit)) + 1
-    if end <= start:  # one line longer than the limit: it goes whole
-        end = data.find(b"\n", start + max(1, limit) - 1) + 1 or len(data)
-    return end
 
 
 class GzlogFileHandler(BufferedHandler):
@@ -113,9 +87,7 @@ class GzlogFileHandler(BufferedHandler):
         self.filename = path
         self.lock_timeout = lock_timeout
         self._compression_level = compression_level
-        self._gzlog = self._open_log()
-        self._verified = False  # the whole log is verified before this process appends
-        self._failing = False  # a failure was reported and no write succeeded since
+        self._log = self._open_log()  # written here when there is no writer process
         super().__init__(flush_interval, flush_bytes, max_buffer_bytes, level)
         self._writer: WriterProcess | None = None
         self._writer_written = 0  # the writer's counts already added to .written
@@ -127,7 +99,7 @@ class GzlogFileHandler(BufferedHandler):
                 self._start_writer()
             except BaseException:
                 self.abandon()
-                self._gzlog.close()
+                self._log.close(compress=False)
                 raise
 
     def _start_writer(self) -> None:
@@ -152,44 +124,23 @@ class GzlogFileHandler(BufferedHandler):
 
     def reopen_output(self) -> None:
         """Open the log again (and a writer process) for entries logged after close()."""
-        self._gzlog = self._open_log()
-        self._verified = False
-        self._failing = False
+        self._log = self._open_log()
         if self._use_writer:
             self._start_writer()
 
-    def _open_log(self) -> Gzlog:
+    def _open_log(self) -> GzlogAppender:
         """Open the log quickly (header and uncompressed tail checked), creating it if needed."""
-        for _ in range(2):
-            try:
-                return Gzlog(
-                    self.filename,
-                    on_corrupt="raise",
-                    verify="quick",
-                    compression_level=self._compression_level,
-                    lock_timeout=self.lock_timeout,
-                )
-            except GzlogCorruptError as error:
-                self._moved_aside(error)  # then start a new log in its place
-        raise GzlogError(f"{self.filename} was damaged twice while it was being opened")
-
-    def _moved_aside(self, error: GzlogCorruptError) -> None:
-        """Warn that the damaged log went to ``error.moved_to``, with its readable entries."""
-        readable = _readable_entries(error.moved_to) if error.moved_to else 0
-        if readable:
-            kept = (
-                f"{readable} of its entries are still readable (mimir.load(path, errors='partial'))"
-            )
-        else:
-            kept = (
-                "none of its entries can be verified any more (zcat may still recover text from it)"
-            )
-        warnings.warn(
-            f"{self.filename} is damaged ({error.reason}), so nothing was appended to it:"
-            f" it was moved whole to {error.moved_to}; {kept}; a new log was started",
-            GzlogWarning,
-            stacklevel=2,
+        return GzlogAppender(
+            self.filename,
+            compression_level=self._compression_level,
+            lock_timeout=self.lock_timeout,
+            report=self.report,
         )
+
+    @property
+    def _gzlog(self) -> Gzlog:
+        """The engine this process writes with (faults are injected into it in tests)."""
+        return self._log.gzlog
 
     def verify(self) -> None:
         """Verify the whole log now; a damaged one is moved aside and a new log started.
@@ -198,69 +149,33 @@ class GzlogFileHandler(BufferedHandler):
         writer process when there is one), so calling it is never necessary.
         Raises :class:`~mimir.gzlog.GzlogError` if the log cannot be read.
         """
-        try:
-            self._gzlog.verify()
-        except GzlogCorruptError as error:
-            self._moved_aside(error)
-            self._gzlog = self._open_log()
-        self._verified = True
+        self._log.verify()
 
     def write_batch(self, data: bytes | bytearray) -> None:
-        """Append ``data`` as gzlog appends of whole lines; on failure keep only the rest.
+        """Hand ``data`` to the writer process, or append it here; on failure keep the rest.
 
-        Each append fills the log's uncompressed tail up to its 1 MiB limit (the
-        engine compresses the tail first when the next lines do not fit). If an
-        append fails, the bytes the engine reports as committed (in the log, or
-        redone by its recovery) are removed from ``data`` (a bytearray, the batch
-        kept for the retry) before the error propagates, so a retry never writes
-        an entry twice and never skips one.
+        Here, a failed append leaves in ``data`` only what did not reach the log (see
+        :meth:`GzlogAppender.write <mimir.files._sink.GzlogAppender.write>`), so a retry
+        never writes an entry twice and never skips one.
         """
         self._handed_over = False
         if self._writer is not None:
             try:
-                self._writer.send(data)
+                self._writer.append(data)
                 self._handed_over = True
                 return
             except WriterProcessError:
                 self._writer_failed()  # then write this batch here
             finally:
                 self._take_writer_counts()
-        if not self._verified:
-            self.verify()
-        gz = self._gzlog
-        done = 0
-        total = len(data)
-        while done < total:
-            end = data.rfind(b"\n", done, done + gz.room) + 1
-            if end <= done:  # not even one line fits: the engine compresses first
-                end = _piece_end(data, done, MAX_APPEND)
-            if isinstance(data, bytes):
-                piece = data if done == 0 and end == total else data[done:end]
-            else:
-                with memoryview(data) as view:  # one copy, released before any resize
-                    piece = bytes(view[done:end])
-            try:
-                gz.append(piece)
-            except GzlogError as error:
-                done += error.committed
-                first = not self._failing
-                self._failing = True
-                if done == total:
-                    # Every entry is in the log (or will be once the log is recovered);
-                    # a later step failed (a compression, an fsync after the commit).
-                    if first:
-                        self.report(
-                            f"{self!r}: the entries were written but the log could not be"
-                            f" finished ({error}); it is repaired at the next write"
-                        )
-                    return
-                if not first:
-                    self._write_failing = True  # this failure streak was already reported
-                if done and isinstance(data, bytearray):
-                    del data[:done]  # what reached the log is not retried
-                raise
-            done = end
-        self._failing = False
+        log = self._log
+        repeated = log.failing
+        try:
+            log.write(data)
+        except GzlogError:
+            if repeated:
+                self._write_failing = True  # this failure streak was already reported
+            raise
 
     def batch_written(self, count: int) -> None:
         """Count a batch as written, unless the writer process took it: it counts its own."""
@@ -282,8 +197,10 @@ class GzlogFileHandler(BufferedHandler):
     def pending_entries(self) -> int:
         """Entries logged but neither written nor dropped yet, the writer process's included."""
         writer = self._writer
-        in_writer = writer.sent - self._writer_written - self._writer_dropped if writer else 0
-        return super().pending_entries + in_writer
+        if writer is None:
+            return super().pending_entries
+        not_taken = writer.written - self._writer_written + writer.dropped - self._writer_dropped
+        return super().pending_entries + writer.pending + not_taken
 
     def flush(self) -> None:
         """Write everything buffered so far; with a writer process, wait until it has."""
@@ -295,7 +212,7 @@ class GzlogFileHandler(BufferedHandler):
         super().flush()
         if not self._ask_writer("compress"):
             with self._io_lock:
-                self._gzlog.compress()
+                self._log.compress()
 
     def _ask_writer(self, request: str) -> bool:
         """Have the writer process do ``request`` (sync, compress or close); False if none."""
@@ -328,7 +245,7 @@ class GzlogFileHandler(BufferedHandler):
 
     def state(self) -> GzlogState:
         """The log's current gzlog state (``stored_bytes`` is the uncompressed tail)."""
-        return self._gzlog.state()
+        return self._log.state()
 
     @property
     def writer_pid(self) -> int | None:
@@ -341,19 +258,23 @@ class GzlogFileHandler(BufferedHandler):
             self._writer.forget()  # the child's first batch starts a writer of its own
 
     def close_output(self) -> None:
-        """Compress the stored tail (unless writes are failing), then close the engine."""
+        """Have the writer process close the log, or compress its tail here; then release it.
+
+        The tail is not compressed while entries are still unwritten (writes failing).
+        """
+        compress = False
         try:
             if self._writer_does("close"):
                 self._writer = None
-            elif not self._batches:
-                self._gzlog.compress()
+            else:
+                compress = not self._batches
         except Exception:
-            if not self._failing:
+            if not self._log.failing:
                 self.report(
                     f"{self!r}: could not compress the log's tail at close (the log stays valid)"
                 )
         finally:
-            self._gzlog.close()
+            self._log.close(compress=compress)
 
     def __repr__(self) -> str:
-        return f"<GzlogFileHandler {self.filename}>"
+        return log_name(self.filename)
