@@ -37,7 +37,7 @@ LAYERS = {
 }
 
 # Each with the step that removes it (see docs/architecture.rst).
-KNOWN_CIRCLES = {frozenset({"mimir.files.compressed", "mimir.files._writer_process"})}
+KNOWN_CIRCLES = set()
 
 OPTIONAL = ("zmq", "bokeh")
 
