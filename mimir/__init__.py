@@ -23,6 +23,7 @@ from mimir.reader import DamagedLogError, MalformedLogError, PartialReadWarning,
 from mimir.reader import open_log as open  # noqa: F401  (public, not in __all__)
 
 if TYPE_CHECKING:
+    from mimir.frame import to_frame
     from mimir.stream.collector import Collector
     from mimir.stream.forwarder import ZMQForwardHandler
     from mimir.stream.publisher import ZMQStreamHandler
@@ -36,6 +37,7 @@ _LAZY = {
     "Collector": "mimir.stream.collector",
     "ZMQForwardHandler": "mimir.stream.forwarder",
     "ZMQStreamHandler": "mimir.stream.publisher",
+    "to_frame": "mimir.frame",
 }
 
 # mimir.open stays available, but `from mimir import *` must not shadow the builtin.
@@ -55,6 +57,7 @@ __all__ = [
     "__version__",
     "load",
     "serialization",
+    "to_frame",
 ]
 
 

@@ -129,10 +129,11 @@ class NoEntriesError(MalformedLogError):
     """
 
     def __init__(self, filename: str, lineno: int, line: bytes) -> None:
+        start = line.strip()[:60].decode("utf-8", "replace")
         ValueError.__init__(
             self,
             f"{filename}: not a Mímir log: no line of it is a JSON entry (line {lineno} is"
-            f" {line.strip()[:60]!r}); a log has one JSON object per line (.jsonl or .jsonl.gz)",
+            f" {start!r}); a log has one JSON object per line (.jsonl or .jsonl.gz)",
         )
         self.filename = filename
         self.lineno = lineno
