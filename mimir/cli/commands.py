@@ -15,6 +15,7 @@ from typing import Any
 import mimir
 from mimir.cli import collect as collect_command
 from mimir.cli import plot as plot_command
+from mimir.cli import summary as summary_command
 from mimir.cli._args import stream_address
 from mimir.gzlog import HEADER as GZLOG_HEADER
 from mimir.reader import (
@@ -368,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail_parser.set_defaults(run=_run_tail)
 
     plot_command.add_parser(commands)
+    summary_command.add_parser(commands)
     collect_command.add_parser(commands)
     return parser
 
