@@ -224,8 +224,12 @@ return tick.toExponential(digits).replace("e+", "e");
 
 # Toggles: a line is visible when every group it belongs to (its run, its key) is shown.
 _GROUPS_JS = """
+for (const group of groups) {
+  if (group.includes(cb_obj))
+    for (const copy of group) if (copy.visible !== cb_obj.visible) copy.visible = cb_obj.visible;
+}
 for (const [renderers, toggles] of lines) {
-  const visible = toggles.every((t) => t.visible);
+  const visible = toggles.every((g) => groups[g][0].visible);
   for (const r of renderers) r.visible = visible;
 }
 """
@@ -248,10 +252,13 @@ for (const [fig] of parts) fig.reset.emit();
 # within each segment), its smoothed and raw values.
 _READOUT_JS = """
 const cx = cb_obj.x;
-if (cb_obj.event_name == "mouseleave" || cx == null || !Number.isFinite(cx)) {
-  readout.visible = false;
+const hide = () => {
+  for (const t of tooltips) t.position = null;
   for (const s of spans) s.location = null;
-  dots.data = {x: [], y: [], color: []};
+  for (const d of dots) if (d.data.x.length) d.data = {x: [], y: [], color: []};
+};
+if (cb_obj.event_name == "mouseleave" || cx == null || !Number.isFinite(cx)) {
+  hide();
   return;
 }
 const escape = (s) => String(s).replace(/[&<>"']/g,
@@ -303,27 +310,30 @@ for (const [run, key, source, renderer, color, dash] of lines) {
   dx.push(xs[i]); dy.push(y); dc.push(color);
   rows.push([run, key, y, ys[i], xs[i], color, dash]);
 }
+if (rows.length == 0) { hide(); return; }
 for (const s of spans) s.location = cx;
-dots.data = {x: dx, y: dy, color: dc};
-if (rows.length == 0) { readout.visible = false; return; }
-let html = `<div class="mimir-readout"><div><b>${escape(x_key)}</b> ${escape(at(cx))}</div><table>`;
-html += "<tr><th></th><th>run</th><th>key</th>" + (w > 0 ? "<th>smoothed</th>" : "");
-html += "<th>value</th><th>" + escape(x_key) + "</th></tr>";
+for (const d of dots) if (d !== own_dots && d.data.x.length) d.data = {x: [], y: [], color: []};
+own_dots.data = {x: dx, y: dy, color: dc};
+const same = rows.every((r) => r[4] === rows[0][4]);
+const where = same ? rows[0][4] : cx;
+let html = `<div class="mimir-readout"><div><b>${escape(x_key)}</b> ${escape(at(where))}</div>`;
+html += "<table><tr><th></th><th>run</th><th>key</th>" + (w > 0 ? "<th>smoothed</th>" : "");
+html += "<th>value</th>" + (same ? "" : "<th>" + escape(x_key) + "</th>") + "</tr>";
 for (const [run, key, y, raw, x, color, dash] of rows) {
   const style = `display:inline-block;width:18px;border-top:3px ${dash};border-color:${color}`;
   html += `<tr><td><span style="${style}"></span></td>`;
   html += `<td>${escape(run)}</td><td>${escape(key)}</td>`;
   if (w > 0) html += `<td>${escape(number(y))}</td>`;
-  html += `<td>${escape(number(raw))}</td><td>${escape(at(x))}</td></tr>`;
+  html += `<td>${escape(number(raw))}</td>` + (same ? "" : `<td>${escape(at(x))}</td>`) + "</tr>";
 }
 html += "</table></div>";
 readout.text = html;
-readout.visible = true;
+for (const t of tooltips) if (t !== tooltip) t.position = null;
+tooltip.position = [cb_obj.sx, cb_obj.sy];
 """
 
 _READOUT_CSS = """
-.mimir-readout { font: 12px sans-serif; background: rgba(255,255,255,0.92);
-  border: 1px solid #ccc; border-radius: 4px; padding: 4px 6px; }
+.mimir-readout { font: 12px sans-serif; }
 .mimir-readout table { border-collapse: collapse; }
 .mimir-readout th, .mimir-readout td { padding: 1px 6px; text-align: left; white-space: nowrap; }
 .mimir-readout th { font-weight: normal; color: #666; }
@@ -388,6 +398,7 @@ def build_chart(
         Slider,
         Span,
         Toggle,
+        Tooltip,
     )
     from bokeh.plotting import figure
     from bokeh.transform import transform as apply_transform
@@ -440,8 +451,9 @@ def build_chart(
     raw: dict[tuple[str, str], Any] = {}
     smoothed: dict[tuple[str, str], Any] = {}
     figures: list[Any] = []
-    readout = Div(text="", visible=False, name="mimir:readout", stylesheets=[_READOUT_CSS])
-    dots = ColumnDataSource(data={"x": [], "y": [], "color": []}, name="mimir:dots")
+    readout = Div(text="", name="mimir:readout", stylesheets=[_READOUT_CSS])
+    tooltips: list[Any] = []
+    dots: list[Any] = []
     spans: list[Any] = []
     readout_lines: list[list[Any]] = []
     log_parts: dict[str, list[Any]] = {"x": [], "y": []}
@@ -450,8 +462,6 @@ def build_chart(
         panel_title = title if index == 0 else None
         if len(panel_keys) > 1:
             panel_title = f"{title} — {shown[0]}" if title and index == 0 else shown[0]
-        elif panel_title is None:
-            panel_title = ", ".join(shown)
         fig = figure(
             title=panel_title,
             x_range=x_range,
@@ -459,10 +469,12 @@ def build_chart(
             x_axis_type="datetime" if time_axis else ("log" if log_x else "linear"),
             y_axis_type="log" if log_y else "linear",
             x_axis_label=x_key if index == len(panel_keys) - 1 else None,
+            y_axis_label=shown[0] if len(shown) == 1 else None,
             tools="pan,wheel_zoom,box_zoom,reset,save",
             active_scroll="wheel_zoom",
             min_height=160,
             min_width=300,
+            min_border_left=72,  # panels' y axes line up while tick labels fit in it
             name=f"mimir:figure:{index}",
             **sizing,
         )
@@ -491,7 +503,20 @@ def build_chart(
             panel_lines.append(
                 [run, key, source, smoothed[(run, key)], colour(run, key), _dash_css(dash(key))]
             )
-        fig.scatter("x", "y", source=dots, color="color", size=7, line_color="white")
+        panel_dots = ColumnDataSource(data={"x": [], "y": [], "color": []})
+        fig.scatter("x", "y", source=panel_dots, color="color", size=7, line_color="white")
+        dots.append(panel_dots)
+        tooltip = Tooltip(
+            content=readout,
+            position=None,
+            attachment="horizontal",
+            show_arrow=False,
+            interactive=False,
+            visible=True,
+            name=f"mimir:tooltip:{index}",
+        )
+        fig.elements.append(tooltip)
+        tooltips.append(tooltip)
         readout_lines.append(panel_lines)
         for dim in ("x", "y"):
             if dim == "x" and time_axis:
@@ -505,79 +530,75 @@ def build_chart(
         figures.append(fig)
 
     # Legends: a toggle per group (a run, a key, or a line); a line shows when all its
-    # groups do. Each toggle is an empty renderer whose legend entry hides it.
-    groups: dict[tuple[str, str], Any] = {}
-    top = figures[0]
-    empty = ColumnDataSource(data={"x": [math.nan], "y": [math.nan]})  # a swatch, no point
-
-    def toggle(kind: str, label: str, colour_: str, dash_: Any) -> Any:
-        if (kind, label) not in groups:
-            groups[(kind, label)] = top.line(
+    # groups do. A toggle is an empty renderer, one in each figure with that legend,
+    # whose legend entry hides it; the copies in other figures follow it.
+    group_specs: list[tuple[str, str, str, Any]] = []  # (kind, label, colour, dash)
+    line_groups: list[list[int]] = []
+    if by_run:
+        group_specs += [("run", run, colour(run, ""), "solid") for run in runs]
+        if dashed:
+            group_specs += [("key", key, _KEY_SWATCH, dash(key)) for key in keys]
+        for run, key in lines:
+            found = [runs.index(run)]
+            if dashed:
+                found.append(len(runs) + keys.index(key))
+            line_groups.append(found)
+    else:
+        for index, (run, key) in enumerate(lines):
+            label = key if len(lines) > 1 or not run else f"{run}: {key}"
+            group_specs.append(("line", label, colour(run, key), dash(key)))
+            line_groups.append([index])
+    copies: list[list[Any]] = [[] for _ in group_specs]
+    swatch = ColumnDataSource(data={"x": [math.nan], "y": [math.nan]})  # no point to draw
+    legend_figures = figures if by_run else (figures if len(figures) == 1 else [])
+    for fig in legend_figures:
+        items: dict[str, list[Any]] = {"run": [], "key": [], "line": []}
+        for index, (kind, label, colour_, dash_) in enumerate(group_specs):
+            renderer = fig.line(
                 "x",
                 "y",
-                source=empty,
+                source=swatch,
                 line_color=colour_,
                 line_dash=dash_,
                 line_width=2,
-                name=f"mimir:toggle:{kind}:{label}",
+                name=f"mimir:toggle:{kind}:{label}" if fig is figures[0] else None,
             )
-        return groups[(kind, label)]
-
-    line_toggles: list[list[Any]] = []
-    legends: list[tuple[str, list[Any], str]] = []
-    if by_run and len(keys) > 1 and len(panel_keys) == 1:
-        run_items = [
-            LegendItem(label=run, renderers=[toggle("run", run, colour(run, ""), "solid")])
-            for run in runs
-        ]
-        key_items = [
-            LegendItem(label=key, renderers=[toggle("key", key, _KEY_SWATCH, dash(key))])
-            for key in keys
-        ]
-        for run, key in lines:
-            line_toggles.append(
-                [
-                    [raw[(run, key)], smoothed[(run, key)]],
-                    [groups[("run", run)], groups[("key", key)]],
-                ]
+            copies[index].append(renderer)
+            items[kind].append(LegendItem(label=label, renderers=[renderer]))
+        for kind, place in (("run", "right"), ("line", "right"), ("key", "above")):
+            if not items[kind]:
+                continue
+            fig.add_layout(
+                Legend(
+                    items=items[kind],
+                    title="run" if kind == "run" and dashed else None,
+                    click_policy="hide",
+                    orientation="horizontal" if place == "above" else "vertical",
+                    location="top_left" if place == "above" else "top_right",
+                    name=f"mimir:legend:{kind}" if fig is figures[0] else None,
+                ),
+                place,
             )
-        legends = [("run", run_items, "right"), ("key", key_items, "above")]
-    elif by_run:
-        items = [
-            LegendItem(label=run, renderers=[toggle("run", run, colour(run, ""), "solid")])
-            for run in runs
+    if legend_figures:
+        line_toggles = [
+            [[raw[line], smoothed[line]], groups]
+            for line, groups in zip(lines, line_groups, strict=True)
         ]
-        for run, key in lines:
-            line_toggles.append([[raw[(run, key)], smoothed[(run, key)]], [groups[("run", run)]]])
-        legends = [("run", items, "right")]
-    else:
-        items = []
-        for run, key in lines:
-            label = key if len(lines) > 1 or not run else f"{run}: {key}"
-            renderer = toggle("line", f"{run}\x00{key}", colour(run, key), dash(key))
-            items.append(LegendItem(label=label, renderers=[renderer]))
-            line_toggles.append([[raw[(run, key)], smoothed[(run, key)]], [renderer]])
-        legends = [("key" if not by_run else "line", items, "right")]
-    callback = CustomJS(args={"lines": line_toggles}, code=_GROUPS_JS)
-    for renderer in groups.values():
-        renderer.js_on_change("visible", callback)
-    for name, items, place in legends:
-        legend = Legend(
-            items=items,
-            title=name if len(legends) > 1 else None,
-            click_policy="hide",
-            orientation="horizontal" if place == "above" else "vertical",
-            name=f"mimir:legend:{name}",
-        )
-        top.add_layout(legend, place)
+        callback = CustomJS(args={"groups": copies, "lines": line_toggles}, code=_GROUPS_JS)
+        for group in copies:
+            for renderer in group:
+                renderer.js_on_change("visible", callback)
 
     # The readout at the cursor.
-    for fig, panel_lines in zip(figures, readout_lines, strict=True):
+    for index, (fig, panel_lines) in enumerate(zip(figures, readout_lines, strict=True)):
         hover = CustomJS(
             args={
                 "readout": readout,
                 "spans": spans,
                 "dots": dots,
+                "own_dots": dots[index],
+                "tooltips": tooltips,
+                "tooltip": tooltips[index],
                 "lines": panel_lines,
                 "transform": smoother,
                 "x_key": x_key,
@@ -610,7 +631,6 @@ def build_chart(
             "active", CustomJS(args={"parts": log_parts["x"], "dim": "x"}, code=_LOG_JS)
         )
         controls.append(log_x_toggle)
-    controls.append(readout)
     layout = column(
         row(*controls, sizing_mode="stretch_width"),
         *figures,
