@@ -158,9 +158,11 @@ def check_keys(wanted: Sequence[str], found: Collection[str], where: str) -> Non
     suggestions = {}
     for key in missing:
         close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
-        if not close:  # a difference of case only ("Loss" for "loss") is close too
-            folded = {c.casefold(): c for c in candidates}
-            close = [folded[key.casefold()]] if key.casefold() in folded else []
+        if not close:  # a difference of case ("Loss"), or a prefix ("acc"), is close too
+            folded = key.casefold()
+            close = [c for c in candidates if c.casefold() == folded] or sorted(
+                (c for c in candidates if c.casefold().startswith(folded)), key=len
+            )
         if close:
             suggestions[key] = close[0]
     raise UnknownKeyError(missing, present, where, suggestions)
