@@ -344,9 +344,10 @@ class ProgressHandler(Handler):
         self.latest: Mapping[str, Any] | None = None
         #: True once the reader of the output went away (a broken pipe).
         self.closed_by_reader = False
-        # The hot path calls _due() when count or clock reach these.
-        self._due_count = 1
-        self._due_time = -math.inf
+        #: The schedule of the hot path: :meth:`due` is called when ``count`` reaches
+        #: ``due_count`` or ``clock()`` reaches ``due_time``.
+        self.due_count = 1
+        self.due_time = -math.inf
         self._lock = threading.Lock()  # one thread draws at a time
         self._output_info: tuple[Any, bool, str] | None = None  # stream, terminal?, ellipsis
         self._drawn_on: Any = None  # the terminal stream whose status line is not ended yet
@@ -363,12 +364,18 @@ class ProgressHandler(Handler):
     # -- the hot path ------------------------------------------------------------------
 
     def add_entry(self, entry: Mapping[str, Any]) -> None:
-        """Take one entry (kept, not copied) and draw if a line is due. Never raises."""
+        """Take one entry (kept, not copied) and draw if a line is due. Never raises.
+
+        These four steps are the whole per-entry cost, and public so that a caller
+        that must save the cost of this call may run them inline, as
+        :class:`mimir.Logger` does: ``latest = entry``, ``count += 1``, and
+        :meth:`due` if ``count >= due_count or clock() >= due_time``.
+        """
         self.latest = entry
         count = self.count + 1
         self.count = count
-        if count >= self._due_count or self.clock() >= self._due_time:
-            self._due()
+        if count >= self.due_count or self.clock() >= self.due_time:
+            self.due()
 
     def emit(self, record: logging.LogRecord) -> None:
         """Take an entry (a mapping message); print any other record at once."""
@@ -385,7 +392,8 @@ class ProgressHandler(Handler):
 
     # -- drawing -------------------------------------------------------------------------
 
-    def _due(self) -> None:
+    def due(self) -> None:
+        """Draw or print what is due now (the hot path calls it when the schedule says so)."""
         if not self._lock.acquire(blocking=False):
             return  # another thread is drawing at this moment
         try:
@@ -404,11 +412,11 @@ class ProgressHandler(Handler):
             self._first = self._last = (now, self.count)
         stream, terminal, ellipsis = self._output()
         if stream is None:  # no sys.stdout (pythonw): look again later
-            self._due_count, self._due_time = _NEVER, now + 1.0
+            self.due_count, self.due_time = _NEVER, now + 1.0
             return
         if terminal:
             self._draw(stream, ellipsis, now, final=False)
-            self._due_count, self._due_time = _NEVER, now + self.interval
+            self.due_count, self.due_time = _NEVER, now + self.interval
         else:
             every, seconds = self.every, self.every_seconds
             if self._next_line_time is None:
@@ -421,8 +429,8 @@ class ProgressHandler(Handler):
                 self._next_line_time = now + seconds
             if every:
                 self._next_line_count = (count // every + 1) * every
-            self._due_count = self._next_line_count if every else _NEVER
-            self._due_time = self._next_line_time if seconds else math.inf
+            self.due_count = self._next_line_count if every else _NEVER
+            self.due_time = self._next_line_time if seconds else math.inf
         self._backoff = 0.0
 
     def _output(self) -> tuple[Any, bool, str]:
@@ -512,7 +520,7 @@ class ProgressHandler(Handler):
             f"({type(error).__name__}: {error}); trying again in {self._backoff:g} s"
         )
         if not self.closed_by_reader:
-            self._due_count, self._due_time = _NEVER, self.clock() + self._backoff
+            self.due_count, self.due_time = _NEVER, self.clock() + self._backoff
 
     def handleError(self, record: logging.LogRecord | None) -> None:
         """Count the failure; on a broken pipe, stop printing with one note."""
@@ -520,7 +528,7 @@ class ProgressHandler(Handler):
             self.failures += 1
             if not self.closed_by_reader:
                 self.closed_by_reader = True
-                self._due_count, self._due_time = _NEVER, math.inf
+                self.due_count, self.due_time = _NEVER, math.inf
                 if sys.stderr is not None:
                     try:
                         sys.stderr.write("mimir: the progress output was closed; it stopped\n")
@@ -544,7 +552,7 @@ class ProgressHandler(Handler):
                 except Exception:
                     self._drawn_on = None
                     self.report(f"{type(self).__name__} could not write its last line")
-                self._due_count = 0  # the next entry, if any, reopens
+                self.due_count = 0  # the next entry, if any, reopens
         super().close()
 
     def _finish(self) -> None:

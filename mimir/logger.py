@@ -238,7 +238,7 @@ class Logger:
         info = logging.INFO
         formatter = self.json_formatter
         remember = self.memory.add_entry if self.memory is not None else None
-        show = progress.add_entry if progress is not None else None
+        clock = progress.clock if progress is not None else None
         handlers = line_handlers
         adders = tuple(handler.add_line for handler in handlers)
         encode_line = formatter.encoder.encode_line
@@ -256,8 +256,12 @@ class Logger:
                     logger.disabled = False  # as in log()
                 if not logger.isEnabledFor(info):
                     return True  # below the level: nothing to do, as logger.handle() would
-            if show is not None:
-                show(entry)  # O(1): keeps the entry, draws only when a line is due
+            if progress is not None:  # ProgressHandler.add_entry(entry), inline: O(1)
+                progress.latest = entry
+                count = progress.count + 1
+                progress.count = count
+                if count >= progress.due_count or clock() >= progress.due_time:
+                    progress.due()
             if remember is not None:
                 entry = dict(entry)  # the ring keeps a copy, as the formatter would build
                 remember(entry)
