@@ -26,11 +26,11 @@ def mimir_command(*args: str, **kwargs) -> subprocess.Popen:
     )
 
 
-def replaying_logger() -> mimir.Logger:
-    """A logger streaming on free loopback ports that keeps 100 entries for late joiners."""
+def replaying_logger(keep: int = 100) -> mimir.Logger:
+    """A logger streaming on free loopback ports that keeps ``keep`` entries for late joiners."""
     return mimir.Logger(
         stream=True,
-        stream_maxlen=100,
+        stream_maxlen=keep,
         formatter=None,
         stream_address="tcp://127.0.0.1:0",
         replay_address="tcp://127.0.0.1:0",
@@ -99,7 +99,7 @@ def test_tail_no_replay_prints_live_entries_only():
 
 def test_tail_replays_by_default_and_no_replay_is_live_only_side_by_side():
     """Joining at the same moment: the default prints the kept entries first, --no-replay not."""
-    logger = replaying_logger()
+    logger = replaying_logger(keep=100_000)  # room for every entry first_line logs
     try:
         for i in range(10):
             logger.log({"iteration": i})

@@ -1124,8 +1124,10 @@ def test_announced_address_zeromq_refuses_means_live_entries_with_a_warning(cont
 def test_publisher_restarted_on_another_replay_port_is_replayed_from_there(publish, stdlib_logger):
     """After a restart, the client replays the new run from the address the new run announces."""
     first, logger = publish(replay=5)
+    log_range(logger, 1, 3)
+    first.flush()
     with subscribe(first.address, timeout=0.2) as sub:
-        log_range(logger, 1, 3)
+        sub.sync(timeout=10)  # the replay of entries 1 to 3 is received
         read_until(sub, 3)
         assert sub.replay_address == first.replay_address
         first.close()
