@@ -183,7 +183,8 @@ transform.args = Object.assign({}, transform.args, {weight: cb_obj.value});
 """
 
 # Ticks: integers written out in full (thousands separated by commas) below a million,
-# then in M/G/T with as many decimals as the tick spacing needs; never 'e+'.
+# then in M/G/T with as many decimals as the tick spacing needs (at most 3, else in
+# full); fractions with the decimals the spacing needs; 'e' only below 1e-4; never 'e+'.
 _TICK_JS = """
 const finite = ticks.filter((t) => Number.isFinite(t));
 const grouped = (v, digits) => v.toLocaleString("en-US",
@@ -214,8 +215,8 @@ const one = (v) => {
 if (log || finite.length < 2) return one(tick);
 const big = Math.max(...finite.map(Math.abs));
 const step = Math.abs(finite[1] - finite[0]);
-for (const [unit, suffix] of units)
-  if (big >= unit) return scaled(tick, unit, suffix, step);
+for (const [unit, suffix] of units)  // in a unit when 3 decimals of it tell the ticks apart
+  if (big >= unit && step >= unit / 1000) return scaled(tick, unit, suffix, step);
 if (Number.isInteger(step) && finite.every(Number.isInteger)) return grouped(tick, 0);
 if (big >= 1e-4 || tick === 0) return grouped(tick, decimals(step));
 const digits = Math.max(0, decimals(step / 10 ** Math.floor(Math.log10(big))));
