@@ -7,6 +7,7 @@ import difflib
 import inspect
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,28 @@ _CONSOLE = _Console()
 
 # formatter="progress": the compact console of mimir.console.ProgressHandler.
 _PROGRESS = "progress"
+
+
+class _WallTimeFormatter(JSONFormatter):
+    """A :class:`~mimir.JSONFormatter` that adds when each record was made (``wall_time=``).
+
+    The time is the record's ``created`` (seconds since the epoch, a float), under
+    ``key``, unless the entry already has that key: then the entry is left as it is.
+    """
+
+    def __init__(self, key: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wall_time_key = key
+
+    def add_fields(
+        self,
+        log_data: dict[str, Any],
+        record: logging.LogRecord,
+        message_dict: Mapping[str, Any],
+    ) -> None:
+        """The fields of :class:`~mimir.JSONFormatter`, then the time if the key is free."""
+        super().add_fields(log_data, record, message_dict)
+        log_data.setdefault(self.wall_time_key, record.created)
 
 
 class _PrivateLogger(logging.Logger):
@@ -87,6 +110,13 @@ class Logger:
             (:class:`~mimir.console.ProgressHandler`): in a terminal, one status line
             redrawn at most 10 times a second with the count, the rate and the newest
             values; elsewhere a line every 10,000 entries or 10 seconds.
+        wall_time: add to every entry the wall-clock time at which it was logged, as
+            seconds since the epoch (a float, as :func:`time.time`), under the key
+            ``"wall_time"`` (or under the key given as a string, ``wall_time="t"``), in
+            memory, files and streams; plots can use it as an x axis of dates or, less
+            the first value, of elapsed time. The console does not show it. An entry
+            that already has the key keeps its own value. Off by default: entries are
+            then exactly what was logged.
         lock_timeout: for a compressed log, how many seconds to wait at most for its
             lock while another process holds it (``None``: wait, with a warning that
             names the holder after 2 s); then :class:`~mimir.gzlog.GzlogError`.
@@ -124,15 +154,21 @@ class Logger:
         stream_address: str = "tcp://127.0.0.1:5557",
         replay_address: str = "tcp://127.0.0.1:5556",
         lock_timeout: float | None = None,
+        wall_time: bool | str = False,
         **json_kwargs: Any,
     ) -> None:
         _check_json_kwargs(json_kwargs)
+        wall_time_key = _wall_time_key(wall_time)
         if stream_maxlen and not stream:
             raise ValueError(f"stream_maxlen={stream_maxlen} needs stream=True")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, got {type(name).__name__}")
         console_formatter = _console_formatter(formatter)
-        self.json_formatter = JSONFormatter(**json_kwargs)
+        self.json_formatter = (
+            JSONFormatter(**json_kwargs)
+            if wall_time_key is None
+            else _WallTimeFormatter(wall_time_key, **json_kwargs)
+        )
         #: The handlers this object made, in order (memory, stream, file, console);
         #: :meth:`flush` and :meth:`close` act on every handler in this list.
         self.handlers: list[logging.Handler] = []
@@ -238,6 +274,9 @@ class Logger:
         info = logging.INFO
         formatter = self.json_formatter
         remember = self.memory.add_entry if self.memory is not None else None
+        stamp = formatter.wall_time_key if isinstance(formatter, _WallTimeFormatter) else None
+        copy = remember is not None or stamp is not None
+        wall_clock = time.time
         clock = progress.clock if progress is not None else None
         handlers = line_handlers
         adders = tuple(handler.add_line for handler in handlers)
@@ -262,9 +301,12 @@ class Logger:
                 progress.count = count
                 if count >= progress.due_count or clock() >= progress.due_time:
                     progress.due()
-            if remember is not None:
-                entry = dict(entry)  # the ring keeps a copy, as the formatter would build
-                remember(entry)
+            if copy:
+                entry = dict(entry)  # as the formatter would build: the caller's stays as is
+                if stamp is not None and stamp not in entry:
+                    entry[stamp] = wall_clock()
+                if remember is not None:
+                    remember(entry)
             if not adders:
                 return True
             line = None
@@ -385,8 +427,25 @@ def _console_formatter(formatter: Any) -> logging.Formatter | str | None:
 
 
 def _adds_nothing(formatter: JSONFormatter) -> bool:
-    """Whether ``formatter`` writes a structured entry exactly as logged."""
-    return type(formatter) is JSONFormatter and formatter.plain
+    """Whether ``formatter`` writes a structured entry as logged (``wall_time`` aside).
+
+    The direct path adds the wall-clock time itself, as :class:`_WallTimeFormatter` would.
+    """
+    return type(formatter) in (JSONFormatter, _WallTimeFormatter) and formatter.plain
+
+
+def _wall_time_key(wall_time: Any) -> str | None:
+    """The key ``wall_time=`` asks for, or None; refuse anything but a bool or a key."""
+    if wall_time is True:
+        return "wall_time"
+    if wall_time is False or wall_time is None:
+        return None
+    if isinstance(wall_time, str) and wall_time:
+        return wall_time
+    raise TypeError(
+        "wall_time= takes True (the key 'wall_time'), False, or a non-empty string naming "
+        f"the key; got {wall_time!r}"
+    )
 
 
 def _keyword_names(function: Callable[..., Any]) -> list[str]:

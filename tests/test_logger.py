@@ -718,3 +718,106 @@ def test_records_of_log_carry_the_stdlib_relative_created():
     (record,) = seen
     start = record.created - record.relativeCreated / 1000
     assert abs(start - (stdlib.created - stdlib.relativeCreated / 1000)) < 1e-3
+
+
+# -- wall_time= ------------------------------------------------------------------------
+
+EPHEMERAL_STREAM = {"stream_address": "tcp://127.0.0.1:0", "replay_address": "tcp://127.0.0.1:0"}
+# "direct": log() hands entries straight to the handlers; "records": a filter on the
+# stdlib logger makes log() go through LogRecords and the formatter.
+ROUTES = ["direct", "records"]
+
+
+def logged_everywhere(tmp_path, route, entries, **kwargs):
+    """Log ``entries`` through a Logger with memory, a .jsonl file and a stream.
+
+    Returns what the ring held, the file and a client of the stream received.
+    """
+    zmq = importlib.util.find_spec("zmq")
+    path = tmp_path / "run.jsonl"
+    stream = {"stream": True, "stream_maxlen": 100, **EPHEMERAL_STREAM} if zmq else {}
+    logger = mimir.Logger(path, maxlen=100, formatter=None, **stream, **kwargs)
+    try:
+        if route == "records":
+            logger.logger.addFilter(lambda record: True)
+        for entry in entries:
+            logger.log(entry)
+        held = logger[:]
+        streamed = None
+        if zmq is not None:
+            from mimir.stream import subscribe
+
+            with subscribe(
+                logger.stream.address, logger.stream.replay_address, timeout=10
+            ) as subscription:
+                streamed = [next(subscription) for _ in entries]
+    finally:
+        logger.close()
+    return held, mimir.load(path), streamed
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_wall_time_is_added_to_memory_file_and_stream(tmp_path, route):
+    """wall_time=True adds the float time.time() of each entry under "wall_time", everywhere."""
+    import time
+
+    entries = [{"iteration": i, "loss": 0.5} for i in range(5)]
+    before = time.time()
+    held, written, streamed = logged_everywhere(tmp_path, route, entries, wall_time=True)
+    after = time.time()
+    outputs = [held, written] + ([streamed] if streamed is not None else [])
+    for output in outputs:
+        assert [{k: v for k, v in e.items() if k != "wall_time"} for e in output] == entries
+        times = [entry["wall_time"] for entry in output]
+        assert all(type(t) is float for t in times)
+        assert before <= times[0] and times == sorted(times) and times[-1] <= after
+        assert list(output[0]) == ["iteration", "loss", "wall_time"]
+    assert [e["wall_time"] for e in held] == [e["wall_time"] for e in written]
+    assert entries[0] == {"iteration": 0, "loss": 0.5}  # the caller's dict is left alone
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_without_wall_time_entries_are_exactly_as_logged(tmp_path, route):
+    """By default no key is added: memory, file and stream hold the entries as logged."""
+    entries = [{"iteration": i, "loss": 0.5} for i in range(5)]
+    held, written, streamed = logged_everywhere(tmp_path, route, entries)
+    assert held == written == entries
+    assert streamed in (None, entries)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_wall_time_never_overwrites_a_logged_key(tmp_path, route):
+    """An entry that has the key keeps its own value, and gets no second time."""
+    entries = [{"i": 0, "wall_time": "mine"}, {"i": 1}, {"i": 2, "wall_time": 3}]
+    held, written, streamed = logged_everywhere(tmp_path, route, entries, wall_time=True)
+    for output in [held, written] + ([streamed] if streamed is not None else []):
+        assert output[0] == {"i": 0, "wall_time": "mine"}
+        assert output[2] == {"i": 2, "wall_time": 3}
+        assert type(output[1]["wall_time"]) is float
+
+
+def test_wall_time_under_a_key_of_ones_choice(tmp_path):
+    """wall_time="t" puts the time under "t"."""
+    with mimir.Logger(tmp_path / "t.jsonl", maxlen=2, formatter=None, wall_time="t") as logger:
+        logger.log({"i": 0})
+        assert set(logger[-1]) == {"i", "t"}
+    assert set(mimir.load(tmp_path / "t.jsonl")[0]) == {"i", "t"}
+
+
+def test_wall_time_is_on_text_records_and_not_on_the_console(tmp_path, capsys):
+    """Text records logged through .logger carry the time too; the console shows neither."""
+    with mimir.Logger(tmp_path / "x.jsonl", maxlen=5, wall_time=True) as logger:
+        logger.log({"i": 0})
+        logger.logger.warning("epoch %d done", 1)
+        held = logger[:]
+    assert capsys.readouterr().out == "i: 0\nepoch 1 done\n"
+    assert held[1]["message"] == "epoch 1 done"
+    assert mimir.load(tmp_path / "x.jsonl") == held
+    assert all(type(entry["wall_time"]) is float for entry in held)
+
+
+@pytest.mark.parametrize("value", [1, "", 0.5, ["wall_time"]])
+def test_wall_time_takes_a_bool_or_a_key(value):
+    """wall_time= refuses anything but True, False or a non-empty string."""
+    with pytest.raises(TypeError, match="wall_time="):
+        mimir.Logger(formatter=None, wall_time=value)
