@@ -230,6 +230,9 @@ class Subscription(Iterator[dict[str, Any]]):
         """Wait for messages (at most until ``deadline``, or ``slice_`` s) and handle them."""
         now = time.monotonic()
         if deadline is not None and now >= deadline:
+            if self._awaiting:  # never wait for an announcement beyond the timeout
+                self._no_announcement()
+                return
             raise TimeoutError(
                 f"nothing from {self.address} within {self.timeout} s"
                 + ("" if self._run else " (no message at all: is the publisher running?)")
@@ -342,9 +345,9 @@ class Subscription(Iterator[dict[str, Any]]):
         """The publisher announced no replay address in time: follow live entries only."""
         self._awaiting = False
         warnings.warn(
-            f"the publisher at {self.address} announced no replay address within "
-            f"{_ANNOUNCE_WAIT} s (it may predate announcements: pass its replay_address, "
-            "or replay=False to follow live entries only); following live entries only",
+            f"the publisher at {self.address} announced no replay address (is it older "
+            "than this client?); following live entries only (pass its replay_address to "
+            "replay, or replay=False not to wait for the announcement)",
             StreamWarning,
             stacklevel=5,
         )
@@ -492,8 +495,9 @@ def subscribe(
     the run had logged more entries than the publisher keeps, the missing start is
     reported as a gap. With ``replay=False``, or when the publisher keeps no replay,
     only live entries are returned, from the first one received. A publisher that
-    announces nothing within 2 seconds (one older than this client) is followed
-    live, with a :class:`StreamWarning`.
+    announces nothing within 2 seconds (or ``timeout``, if shorter), or in two
+    heartbeats (one older than this client), is followed live, with a
+    :class:`StreamWarning`.
 
     Every gap (entries the publisher dropped, or that this client was too slow to
     receive: ZeroMQ drops them for a client that stops reading) is counted in

@@ -1076,7 +1076,7 @@ def test_publisher_without_announcements_is_followed_live_after_a_short_wait(con
         pub.recv()
         pub.send_multipart(_old_entries(1, 2))
         started = time.monotonic()
-        with pytest.warns(StreamWarning, match="within 2.0 s"):
+        with pytest.warns(StreamWarning, match="announced no replay address"):
             got = read_until(sub, 2)
         waited = time.monotonic() - started
         pub.send_multipart(_old_entries(3, 1))
@@ -1084,6 +1084,21 @@ def test_publisher_without_announcements_is_followed_live_after_a_short_wait(con
     assert_contiguous(got, 1, 3)
     assert 1.5 < waited < 8
     assert sub.replay_address is None
+
+
+def test_wait_for_an_announcement_ends_with_the_timeout(context):
+    """With a timeout below the announcement wait, the buffered entries come at the timeout."""
+    pub, address = _old_publisher(context)
+    with subscribe(address, timeout=0.5, context=context) as sub:
+        assert pub.poll(5000)
+        pub.recv()
+        pub.send_multipart(_old_entries(1, 2))
+        started = time.monotonic()
+        with pytest.warns(StreamWarning, match="announced no replay address"):
+            got = read_until(sub, 2)
+        waited = time.monotonic() - started
+    assert_contiguous(got, 1, 2)
+    assert waited < 1.5
 
 
 def test_malformed_announcements_are_counted_and_the_client_goes_on(context):
