@@ -2,10 +2,14 @@
 
 * :mod:`mimir.plot.figure`: what every plot shares: entries turned into points
   per line (:func:`entries_to_rows`) and the Bokeh figure (:func:`build_figure`).
+* :mod:`mimir.plot.decimate`: whole runs at bounded cost: the M4 decimation
+  (first, lowest, highest and last point per pixel column) and :class:`Line`,
+  which keeps every point of a line and hands out any x range decimated.
 * :mod:`mimir.plot.notebook`: :func:`notebook_plot`, a live plot in Jupyter that
-  follows a stream.
+  follows one or more streams.
 * :mod:`mimir.plot.server`: the Bokeh server behind ``mimir plot`` (a log file
-  followed as it grows, or a stream) and the static report (:func:`write_report`).
+  followed as it grows, or a stream; several of them, one run each) and the static
+  report (:func:`write_report`).
 
 This layer sits on reading logs (:mod:`mimir.reader`) and the subscriber
 (:mod:`mimir.stream`). Importing it imports no Bokeh: that happens when a plot is
@@ -15,6 +19,7 @@ made, and a missing Bokeh is an error that says what to install
 
 from __future__ import annotations
 
+from mimir.plot.decimate import Line, m4
 from mimir.plot.figure import (
     MIN_BOKEH,
     PlotValueWarning,
@@ -28,11 +33,13 @@ from mimir.plot.server import write_report
 
 __all__ = [
     "MIN_BOKEH",
+    "Line",
     "NotebookPlot",
     "PlotValueWarning",
     "build_figure",
     "entries_to_rows",
     "import_bokeh",
+    "m4",
     "notebook_plot",
     "source_name",
     "write_report",

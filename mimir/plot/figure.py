@@ -62,9 +62,13 @@ def import_bokeh() -> Any:
     return bokeh
 
 
-def source_name(y_key: str) -> str:
-    """The ``name`` of the data source holding series ``y_key`` (for ``get_model_by_name``)."""
-    return f"mimir:{y_key}"
+def source_name(y_key: str, run: str | None = None) -> str:
+    """The ``name`` of the data source of a line (for ``get_model_by_name``).
+
+    ``mimir:<key>`` for a single unnamed run (``run`` None or ``""``),
+    ``mimir:<run>:<key>`` otherwise (as :func:`mimir.plot.chart.line_source_name`).
+    """
+    return f"mimir:{run}:{y_key}" if run else f"mimir:{y_key}"
 
 
 def _is_number(value: Any) -> bool:

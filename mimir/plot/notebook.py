@@ -1,79 +1,149 @@
-"""Live plots of a run in Jupyter: :func:`notebook_plot`.
+"""Live plots of runs in Jupyter: :func:`notebook_plot`.
 
-The plot follows a stream (:func:`mimir.stream.follow`) on a thread and pushes
-its changes to the notebook, so the kernel stays free for other cells.
+The plot follows one or more streams (:func:`mimir.stream.subscribe`) on
+background threads and pushes its changes to the notebook, so the kernel stays
+free for other cells. What those threads have to say (a gap in a stream, a key
+found in no entry, an error) is shown under the plot, in the cell that made
+it, instead of surfacing in whichever cell runs next.
 """
 
 from __future__ import annotations
 
+import html
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from mimir.plot.figure import build_figure, entries_to_rows, import_bokeh
+from mimir.plot.chart import build_chart
+from mimir.plot.figure import import_bokeh
 
 __all__ = ["NotebookPlot", "notebook_plot"]
 
+_COLUMNS = 2000  # pixel columns a notebook view is decimated for
+_MESSAGES = 20  # messages kept under a plot
+_DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
+
+
+class _ThreadWarnings:
+    """Sends the warnings of some threads to a callback instead of ``sys.stderr``.
+
+    Installed (as :func:`warnings.showwarning`) while a notebook plot runs and
+    removed after the last one stops; other threads' warnings pass through.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.targets: dict[int, Callable[[str], Any]] = {}
+        self.original: Any = None
+
+    def add(self, thread: threading.Thread, target: Callable[[str], Any]) -> None:
+        with self.lock:
+            if not self.targets:
+                self.original = warnings.showwarning
+                warnings.showwarning = self.show
+            assert thread.ident is not None
+            self.targets[thread.ident] = target
+
+    def remove(self, thread: threading.Thread) -> None:
+        with self.lock:
+            self.targets.pop(thread.ident or -1, None)
+            if not self.targets and self.original is not None:
+                if warnings.showwarning == self.show:
+                    warnings.showwarning = self.original
+                self.original = None
+
+    def show(self, message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        target = self.targets.get(threading.get_ident())
+        if target is not None:
+            target(f"{category.__name__}: {message}")
+            return
+        original = self.original or warnings.showwarning
+        if original is not self.show:
+            original(message, category, *args, **kwargs)
+
+
+_thread_warnings = _ThreadWarnings()
+
 
 class NotebookPlot:
-    """A live plot in a Jupyter notebook, made by :func:`notebook_plot`.
+    """A live plot of one or more streams in a Jupyter notebook, made by :func:`notebook_plot`.
 
-    A thread (:func:`mimir.stream.follow`) receives the entries; another one adds
-    them to the data sources every ``interval`` seconds and pushes the change to
-    the notebook (``push_notebook``). The kernel stays free for other cells.
+    One thread per stream receives the entries into a
+    :class:`~mimir.plot.server.PointStore`; another one shows them every
+    ``interval`` seconds (``push_notebook``): the whole of each run, decimated to at
+    most 4 points per pixel column (first, lowest, highest, last; see
+    :mod:`mimir.plot.decimate`). The kernel stays free for other cells.
 
     Attributes:
-        figure: the Bokeh figure.
-        sources: ``{y_key: ColumnDataSource}``; read them under :attr:`lock`.
+        figure: the Bokeh layout shown (chart and the messages under it).
+        sources: ``{(run, key): ColumnDataSource}``; read them under :attr:`lock`.
         lock: held while the plot changes its sources.
+        store: every point received (:class:`~mimir.plot.server.PointStore`).
         received: entries received so far.
-        follower: the :class:`mimir.stream.Follower` (its ``subscription`` has
-            the stream's counters: ``gaps``, ``missed``, ``restarts`` ...).
-        error: the exception that stopped the stream or the updates, or None.
+        subscriptions: the :class:`mimir.stream.Subscription` of each stream (their
+            ``gaps``, ``missed``, ``restarts`` ...).
+        messages: what the background threads had to say (warnings, errors), newest
+            last; shown under the plot.
+        error: the exception that stopped a stream or the updates, or None.
     """
 
     def __init__(
         self,
         x_key: str,
         y_keys: Sequence[str],
-        address: str,
-        replay_address: str | None,
+        addresses: Sequence[str],
+        replay_addresses: Sequence[str | None],
         *,
+        names: Sequence[str] | None = None,
         log_y: bool = False,
-        rollover: int | None = 10_000,
         title: str | None = None,
         height: int = 400,
         interval: float = 0.2,
         resources: Any = None,
         **stream_options: Any,
     ) -> None:
-        if rollover is not None and (isinstance(rollover, bool) or rollover < 1):
-            raise ValueError(f"rollover must be a positive int or None, got {rollover!r}")
         if not interval > 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        if len(replay_addresses) != len(addresses):
+            raise ValueError(
+                f"{len(replay_addresses)} replay addresses for {len(addresses)} addresses: "
+                "give one per address (None: live entries only)"
+            )
+        if names is None:
+            names = [""] if len(addresses) == 1 else [a.split("://", 1)[-1] for a in addresses]
+        elif isinstance(names, str) or len(names) != len(addresses):
+            raise ValueError("give one name per address (names=[...])")
         import_bokeh()
         from bokeh.io import output_notebook
         from bokeh.io.notebook import show_doc
         from bokeh.io.state import State
+        from bokeh.layouts import column
+        from bokeh.models import Div
 
-        from mimir.stream import follow
+        from mimir.plot.server import PointStore
 
         self.x_key = x_key
         self.y_keys = list(y_keys)
+        self.addresses = list(addresses)
+        self.names = list(names)
         self.log_y = log_y
-        self.rollover = rollover
+        self.title = title
+        self.height = height
         self.interval = float(interval)
-        self.figure, self.sources = build_figure(
-            x_key, self.y_keys, log_y=log_y, title=title, height=height
-        )
+        self.store = PointStore(x_key, self.y_keys, log_y=log_y)
         self.lock = threading.Lock()
-        self.received = 0
         self.error: BaseException | None = None
-        self._pending: list[dict[str, Any]] = []
-        self._pending_lock = threading.Lock()
-        self._warned: set[str] = set()
+        self.messages: list[str] = []
+        self.subscriptions: list[Any] = []
         self._stop = threading.Event()
+        self._shown: dict[tuple[str, str], int] = {}
+        self._lines = [(run, key) for run in self.names for key in self.y_keys]
+        chart = build_chart(x_key, self._lines, log_y=log_y, title=title, height=height)
+        self.sources = chart.sources
+        self._message_div = Div(text="", name="mimir:messages")
+        self._chart_box = column(chart.layout, sizing_mode="stretch_width")
+        self.figure = column(self._chart_box, self._message_div, sizing_mode="stretch_width")
         if isinstance(resources, str):
             from bokeh.resources import Resources
 
@@ -85,13 +155,66 @@ class NotebookPlot:
         state = State()
         state.output_notebook()
         self.handle = show_doc(self.figure, state, notebook_handle=True)
-        self.follower = follow(address, self._receive, replay_address, **stream_options)
+        self._threads = [
+            threading.Thread(
+                target=self._receive,
+                args=(address, replay, name, stream_options),
+                name=f"mimir-notebook-stream-{index}",
+                daemon=True,
+            )
+            for index, (address, replay, name) in enumerate(
+                zip(self.addresses, replay_addresses, self.names, strict=True)
+            )
+        ]
         self._thread = threading.Thread(target=self._run, name="mimir-notebook-plot", daemon=True)
-        self._thread.start()
+        for thread in [*self._threads, self._thread]:
+            thread.start()
+            _thread_warnings.add(thread, self._say)
 
-    def _receive(self, entry: dict[str, Any]) -> None:
-        with self._pending_lock:
-            self._pending.append(entry)
+    # -- background threads ------------------------------------------------------------
+
+    def _say(self, message: str) -> None:
+        """Show ``message`` under the plot (from any thread)."""
+        with self.lock:
+            if self.messages and self.messages[-1] == message:
+                return
+            self.messages.append(message)
+            del self.messages[:-_MESSAGES]
+
+    def _fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self._say(f"stopped: {error!r}")
+
+    def _receive(self, address: str, replay: str | None, run: str, options: dict[str, Any]) -> None:
+        from mimir.stream import subscribe
+
+        while threading.get_ident() not in _thread_warnings.targets and not self._stop.is_set():
+            self._stop.wait(0.001)  # until its warnings go under the plot
+        try:
+            subscription = subscribe(address, replay, timeout=self.interval / 2, **options)
+        except Exception as error:
+            self._fail(error)
+            return
+        self.subscriptions.append(subscription)
+        batch: list[Any] = []
+        try:
+            with subscription:
+                while not self._stop.is_set():
+                    try:
+                        batch.append(next(subscription))
+                    except TimeoutError:
+                        pass
+                    else:
+                        if len(batch) < 1000:
+                            continue
+                    if batch:
+                        self.store.add(batch, run)
+                        batch = []
+        except Exception as error:
+            self._fail(error)
+        if batch:
+            self.store.add(batch, run)
 
     def _run(self) -> None:
         from bokeh.io import push_notebook
@@ -101,51 +224,81 @@ class NotebookPlot:
                 self._update(push_notebook)
             except Exception as error:  # keep plotting what arrives; say why once
                 if self.error is None:
-                    self.error = error
-                    warnings.warn(f"live plot: {error!r}", RuntimeWarning, stacklevel=1)
-            if self.error is None and self.follower.error is not None:
-                self.error = self.follower.error
+                    self._fail(error)
+        for thread in self._threads:
+            thread.join(2.0)
         try:
             self._update(push_notebook)  # what arrived before stop()
         except Exception:
             pass
+        for thread in [*self._threads, self._thread]:
+            _thread_warnings.remove(thread)
 
     def _update(self, push_notebook: Any) -> None:
-        with self._pending_lock:
-            entries, self._pending = self._pending, []
-        if not entries:
-            return
-        rows = entries_to_rows(
-            entries, self.x_key, self.y_keys, log_y=self.log_y, warned=self._warned
-        )
+        changed = False
+        lines = self.store.lines()
+        new = [line for line in lines if line not in self._lines]
         with self.lock:
-            self.received += len(entries)
-            for key, columns in rows.items():
-                if columns["x"]:
-                    self.sources[key].stream(columns, rollover=self.rollover)
-            push_notebook(handle=self.handle)
+            if new:  # runs split by source: a new chart with every line
+                self._lines = [*[line for line in self._lines if line[0] in self.names], *new]
+                self._lines = list(dict.fromkeys([*self._lines, *lines]))
+                chart = build_chart(
+                    self.x_key,
+                    self._lines,
+                    log_y=self.log_y,
+                    title=self.title,
+                    height=self.height,
+                    ranges=self.store.ranges(),
+                )
+                self.sources = chart.sources
+                self._shown = {}
+                self._chart_box.children = [chart.layout]
+                changed = True
+            for line, source in self.sources.items():
+                count = self.store.count(line)
+                if self._shown.get(line) != count:
+                    source.data = self.store.view(line, columns=_COLUMNS)
+                    self._shown[line] = count
+                    changed = True
+            problem = self.store.problem(f"the entries received from {', '.join(self.addresses)}")
+            parts = [*self.messages, *([problem] if problem else [])]
+            text = "<br>".join(f'<span style="color:#b00">{html.escape(m)}</span>' for m in parts)
+            if self._message_div.text != text:
+                self._message_div.text = text
+                changed = True
+            if changed:
+                push_notebook(handle=self.handle)
 
-    def points(self, y_key: str | None = None) -> int:
-        """How many points series ``y_key`` (default: the first) shows now."""
+    # -- the user's side ---------------------------------------------------------------
+
+    @property
+    def received(self) -> int:
+        """Entries received so far, from every stream."""
+        return self.store.entries
+
+    def points(self, y_key: str | None = None, run: str | None = None) -> int:
+        """How many points line ``(run, y_key)`` has (default: the first run and key)."""
         key = self.y_keys[0] if y_key is None else y_key
+        return self.store.count((self.names[0] if run is None else run, key))
+
+    def shown(self, y_key: str | None = None, run: str | None = None) -> int:
+        """How many points line ``(run, y_key)`` shows now (at most 4 per pixel column)."""
+        key = self.y_keys[0] if y_key is None else y_key
+        line = (self.names[0] if run is None else run, key)
         with self.lock:
-            return len(self.sources[key].data["x"])
+            source = self.sources.get(line)
+            return 0 if source is None else len(source.data["x"])
 
     @property
     def running(self) -> bool:
-        """Whether the plot still follows the stream."""
-        return self._thread.is_alive() and self.follower.running
+        """Whether the plot still follows its streams."""
+        return self._thread.is_alive() and any(thread.is_alive() for thread in self._threads)
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop following the stream; the plot keeps what it shows. Idempotent."""
+        """Stop following the streams; the plot keeps what it shows. Idempotent."""
         self._stop.set()
-        try:
-            self.follower.stop(timeout)
-        except Exception as error:  # what stopped the stream early was already kept
-            if self.error is None:
-                self.error = error
         if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+            self._thread.join(timeout + 2.0)
 
     def __enter__(self) -> NotebookPlot:
         return self
@@ -164,17 +317,17 @@ class NotebookPlot:
 def notebook_plot(
     x_key: str,
     *y_keys: str,
-    address: str = "tcp://127.0.0.1:5557",
-    replay_address: str | None = "tcp://127.0.0.1:5556",
+    address: str | Sequence[str] = _DEFAULT_ADDRESS,
+    replay_address: str | Sequence[str | None] | None = None,
+    names: Sequence[str] | None = None,
     log_y: bool = False,
-    rollover: int | None = 10_000,
     title: str | None = None,
     height: int = 400,
     interval: float = 0.2,
     resources: Any = None,
     **stream_options: Any,
 ) -> NotebookPlot:
-    """Plot a run live in a Jupyter notebook: ``y_keys`` against ``x_key``.
+    """Plot runs live in a Jupyter notebook: ``y_keys`` against ``x_key``.
 
     Example::
 
@@ -186,17 +339,20 @@ def notebook_plot(
     Shows the entries the publisher (a :class:`~mimir.stream.publisher.ZMQStreamHandler`,
     or ``mimir.Logger(stream=True)``) kept for replay, then every new entry, and
     returns at once: the plot goes on updating while other cells run, until
-    :meth:`NotebookPlot.stop`.
+    :meth:`NotebookPlot.stop`. Each line shows its whole run, decimated to at most 4
+    points per pixel column so that spikes stay visible.
 
     Arguments:
         x_key: the entry key on the x axis (e.g. ``"iteration"``).
         y_keys: one or more keys, one line each; entries lacking a key are skipped
             for its line, values that are not numbers are skipped with a warning.
-        address, replay_address: the publisher's addresses (``replay_address=None``:
-            live entries only).
+        address: the publisher's address, or a list of them: one run each (entries
+            from ``mimir collect`` are split by source too).
+        replay_address: the publisher's replay address, or a list, one per
+            address; None (the default): the one each publisher announces on its
+            stream. ``replay=False`` follows live entries only.
+        names: the name of each run, one per address (default: the addresses).
         log_y: logarithmic y axis.
-        rollover: the most points each line keeps (the oldest go first), so that a
-            long run stays responsive; None keeps them all.
         title, height: of the figure.
         interval: seconds between updates of the plot.
         resources: where the notebook loads BokehJS from: Bokeh's CDN by default;
@@ -204,16 +360,37 @@ def notebook_plot(
             for machines without internet access.
         stream_options: passed to :func:`mimir.stream.subscribe` (``on_gap``,
             ``curve_server_public_key`` ...).
+
+    A key found in none of the entries received, a gap in a stream and any other
+    problem of the background threads is shown in red under the plot (and kept in
+    :attr:`NotebookPlot.messages`): keys can only be checked once entries arrive.
     """
     if not y_keys:
         raise TypeError("notebook_plot() needs at least one key to plot on the y axis")
+    if "rollover" in stream_options:
+        stream_options.pop("rollover")
+        warnings.warn(
+            "notebook_plot(rollover=...) is deprecated and ignored: the plot shows the whole "
+            "run, at most 4 points per pixel column",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    addresses = [address] if isinstance(address, str) else list(address)
+    if not addresses:
+        raise ValueError("give at least one address")
+    if replay_address is None or isinstance(replay_address, str):
+        if len(addresses) > 1 and replay_address is not None:
+            raise ValueError("with several addresses, give replay_address as a list, one each")
+        replays: list[str | None] = [replay_address] * len(addresses)
+    else:
+        replays = list(replay_address)
     return NotebookPlot(
         x_key,
         y_keys,
-        address,
-        replay_address,
+        addresses,
+        replays,
+        names=names,
         log_y=log_y,
-        rollover=rollover,
         title=title,
         height=height,
         interval=interval,

@@ -18,32 +18,42 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import os
 import signal
 import socket
 import threading
 import time
 import warnings
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
-from mimir.plot.figure import build_figure, entries_to_rows, import_bokeh
-from mimir.reader import (
-    DamagedLogError,
-    MalformedLogError,
-    iter_lines,
-    open_regular_file,
-    parse_line,
+from mimir.plot.chart import Chart, build_chart
+from mimir.plot.decimate import Line, import_numpy
+from mimir.plot.figure import entries_to_rows, import_bokeh
+from mimir.reader import DamagedLogError, iter_lines, open_regular_file
+from mimir.runs import (
+    NoEntriesError,
+    UnknownKeyError,
+    check_keys,
+    find_logs,
+    run_names,
+    split_by_source,
 )
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is a dependency, kept optional
+    _orjson = None
+
 __all__ = [
+    "COLUMNS",
     "FileFeed",
     "PointStore",
     "StreamFeed",
     "allowed_hosts",
     "make_document",
+    "report_resolutions",
     "serve",
     "start_server",
     "write_report",
@@ -51,7 +61,9 @@ __all__ = [
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _STREAM_BATCH_SECONDS = 0.05  # entries from a stream reach the store in batches this often
-_STATUS_MS = 1000  # the status line is refreshed this often
+_REFRESH_MS = 200  # each tab takes the new points and the status this often
+#: Pixel columns a live view is decimated for (wider than a plot on most screens).
+COLUMNS = 2000
 _CHUNK_LINES = 20_000  # lines of a log parsed and added at a time
 _CHUNK_BYTES = 4 << 20  # bytes of a plain log read at a time
 
@@ -59,52 +71,26 @@ _CHUNK_BYTES = 4 << 20  # bytes of a plain log read at a time
 # -- points ------------------------------------------------------------------------------
 
 
-class _Series:
-    """The points of one series: the newest ``rollover``, or the whole run decimated."""
-
-    def __init__(self, rollover: int | None, decimate: int | None) -> None:
-        self.decimate = decimate
-        self.stride = 1  # decimation: every stride-th point is kept
-        self.offered = 0  # decimation: points offered so far
-        self.epoch = 0  # changes when the kept points are thinned out
-        self.total = 0  # points kept so far in this epoch, counting those rolled over
-        maxlen = None if decimate else rollover
-        self.xs: deque[Any] = deque(maxlen=maxlen)
-        self.ys: deque[Any] = deque(maxlen=maxlen)
-
-    def clear(self) -> None:
-        self.xs.clear()
-        self.ys.clear()
-        self.stride = 1
-        self.offered = self.total = 0
-        self.epoch += 1  # readers replace what they show
-
-    def extend(self, xs: list[Any], ys: list[Any]) -> None:
-        if not self.decimate:
-            self.xs.extend(xs)
-            self.ys.extend(ys)
-            self.total += len(xs)
-            return
-        for x, y in zip(xs, ys, strict=True):
-            if self.offered % self.stride == 0:
-                self.xs.append(x)
-                self.ys.append(y)
-                self.total += 1
-                if len(self.xs) > self.decimate:  # keep every other point, twice the stride
-                    self.xs = deque(islice(self.xs, 0, None, 2))
-                    self.ys = deque(islice(self.ys, 0, None, 2))
-                    self.stride *= 2
-                    self.epoch += 1
-                    self.total = len(self.xs)
-            self.offered += 1
+def _loads(line: bytes) -> Any:
+    """One line's JSON: orjson when it can (5x faster), :mod:`json` otherwise (NaN, big ints)."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(line)
+        except ValueError:
+            pass
+    return json.loads(line)
 
 
 class PointStore:
-    """The points of every series, fed from one thread and read by the documents; thread-safe.
+    """Every point of every line, fed from the feeds' threads and read by the documents.
 
-    With ``decimate=N`` each series keeps the whole run in at most ``N`` points (every
-    k-th point, k doubling as the run grows); otherwise it keeps the newest
-    ``rollover`` points (all of them with ``rollover=None``).
+    A line is one key of one run, ``(run, key)``; a run is a file or a stream
+    (the one run of a single input is named ``""``). Entries of a collected log,
+    which carry their ``source`` (see :mod:`mimir.runs`), are split into one run
+    per source: ``<run>/<source>``, or ``<source>`` for a run named ``""``.
+    Each line keeps all its points in a :class:`~mimir.plot.decimate.Line`, which
+    hands out any x range decimated to a bounded number of points (:meth:`view`).
+    Thread-safe.
     """
 
     def __init__(
@@ -113,102 +99,158 @@ class PointStore:
         y_keys: Sequence[str],
         *,
         log_y: bool = False,
-        rollover: int | None = 10_000,
-        decimate: int | None = None,
+        source_key: str = "source",
+        **deprecated: Any,
     ) -> None:
-        if rollover is not None and rollover < 1:
-            raise ValueError(f"rollover must be at least 1 (or None: keep all), got {rollover}")
-        if decimate is not None and decimate < 2:
-            raise ValueError(f"decimate must be at least 2 points, got {decimate}")
+        for name in deprecated:
+            if name not in ("rollover", "decimate"):
+                raise TypeError(f"PointStore() got an unexpected keyword argument {name!r}")
+        if not y_keys:
+            raise ValueError("give at least one key to plot on the y axis")
+        import_numpy()
         self.x_key = x_key
         self.y_keys = list(y_keys)
         self.log_y = log_y
-        self.rollover = rollover
-        self.decimate = decimate
+        self.source_key = source_key
         self.lock = threading.Lock()
         self.entries = 0  # entries received
-        self.status = ""  # what the feed has to say (waiting, errors, gaps)
-        self._series = {key: _Series(rollover, decimate) for key in self.y_keys}
+        self.version = 0  # changes with every change of the points
+        self.status = ""  # what the feeds have to say (waiting, errors, gaps)
+        self.panels: bool | None = None  # one panel per key (None: when scales differ)
+        self._lines: dict[tuple[str, str], Line] = {}
+        self._declared: list[str] = []  # runs shown (without points) before any arrive
+        self._found: set[str] = set()
+        self._complete = False  # every key asked for was found
         self._warned: set[str] = set()
-        self._listeners: list[Callable[[], Any]] = []
 
-    def add(self, entries: Sequence[Any]) -> None:
-        """Add entries (dicts) and wake the listeners."""
+    def add(self, entries: Sequence[Any], run: str = "") -> None:
+        """Add entries (dicts) of ``run``, in order."""
         if not entries:
             return
-        rows = entries_to_rows(
-            entries, self.x_key, self.y_keys, log_y=self.log_y, warned=self._warned
-        )
+        groups: dict[str, Sequence[Any]] = {run: entries}
+        key = self.source_key
+        if any(type(entry) is dict and key in entry for entry in entries):
+            split = split_by_source([e for e in entries if type(e) is dict], key)
+            groups = {(f"{run}/{name}" if run else name): part for name, part in split.items()}
+        wanted = [self.x_key, *self.y_keys]
+        for name, part in groups.items():
+            rows = entries_to_rows(
+                part, self.x_key, self.y_keys, log_y=self.log_y, warned=self._warned
+            )
+            with self.lock:
+                if not self._complete:
+                    found = self._found
+                    for entry in part:
+                        if type(entry) is dict:
+                            found.update(entry)
+                    self._complete = all(k in found for k in wanted)
+                for y_key, columns in rows.items():
+                    if columns["x"]:
+                        line = self._lines.get((name, y_key))
+                        if line is None:
+                            line = self._lines[name, y_key] = Line()
+                        line.extend(columns["x"], columns["y"])
+                self.entries += len(part)
+                self.version += 1
+
+    def clear(self, run: str = "") -> None:
+        """Forget the points of ``run`` and of its sources (it started over)."""
         with self.lock:
-            self.entries += len(entries)
-            for key, columns in rows.items():
-                if columns["x"]:
-                    self._series[key].extend(columns["x"], columns["y"])
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener()
+            for line in list(self._lines):
+                if line[0] == run or (not run or line[0].startswith(f"{run}/")):
+                    del self._lines[line]
+            self.version += 1
 
-    def clear(self) -> None:
-        """Forget every point (a new run): the documents then show an empty plot."""
+    def declare(self, run: str) -> None:
+        """Say that ``run`` will come: before any point arrives, the chart shows its keys."""
         with self.lock:
-            self.entries = 0
-            for series in self._series.values():
-                series.clear()
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener()
+            if run not in self._declared:
+                self._declared.append(run)
 
-    def listen(self, listener: Callable[[], Any]) -> None:
-        """Call ``listener()`` (from the feed's thread) whenever points are added."""
-        with self.lock:
-            self._listeners.append(listener)
+    def lines(self) -> list[tuple[str, str]]:
+        """The lines that have points: ``(run, key)`` in the order they appeared, by run.
 
-    def unlisten(self, listener: Callable[[], Any]) -> None:
-        with self.lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-    def since(self, key: str, cursor: tuple[int, int]) -> tuple[tuple[int, int], bool, dict]:
-        """``(new cursor, replace, {"x": [...], "y": [...]})``: the points after ``cursor``.
-
-        Start with the cursor ``(-1, 0)``. When ``replace`` is true the points
-        replace everything shown (first call, or the series was thinned out);
-        otherwise they are to be appended.
+        Before the first point: the keys of the declared runs (or of the run ``""``).
         """
         with self.lock:
-            series = self._series[key]
-            if cursor[0] != series.epoch:
-                data = {"x": list(series.xs), "y": list(series.ys)}
-                return (series.epoch, series.total), True, data
-            new = min(series.total - cursor[1], len(series.xs))
-            if new <= 0:
-                return cursor, False, {"x": [], "y": []}
-            start = len(series.xs) - new
-            data = {
-                "x": list(islice(series.xs, start, None)),
-                "y": list(islice(series.ys, start, None)),
-            }
-            return (series.epoch, series.total), False, data
+            found = list(self._lines)
+            declared = list(self._declared) or [""]
+        if not found:
+            return [(run, key) for run in declared for key in self.y_keys]
+        runs = list(dict.fromkeys(run for run, _ in found))
+        return [(run, key) for run in runs for key in self.y_keys if (run, key) in found]
 
-    def points(self, key: str) -> int:
-        """How many points series ``key`` keeps now."""
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """``{key: (lowest, highest)}`` y of each key over every run (for the panels)."""
+        np = import_numpy()
+        found: dict[str, tuple[float, float]] = {}
         with self.lock:
-            return len(self._series[key].xs)
+            lines = [(key, line.view(None, None, 256)) for (_, key), line in self._lines.items()]
+        for key, data in lines:
+            ys = np.asarray(data["y"], dtype=float)
+            ys = ys[np.isfinite(ys)]
+            if not len(ys):
+                continue
+            lo, hi = float(ys.min()), float(ys.max())
+            if key in found:
+                lo, hi = min(lo, found[key][0]), max(hi, found[key][1])
+            found[key] = (lo, hi)
+        return found
+
+    def count(self, line: tuple[str, str]) -> int:
+        """How many points ``line`` has (all of them, not those shown)."""
+        with self.lock:
+            found = self._lines.get(line)
+            return 0 if found is None else found.count
+
+    def points(self, key: str, run: str = "") -> int:
+        """How many points line ``(run, key)`` has."""
+        return self.count((run, key))
+
+    def view(
+        self,
+        line: tuple[str, str],
+        x0: float | None = None,
+        x1: float | None = None,
+        columns: int = COLUMNS,
+    ) -> dict[str, Any]:
+        """The points of ``line`` in [x0, x1] (default: all), decimated to ``columns`` columns."""
+        with self.lock:
+            found = self._lines.get(line)
+            if found is None:
+                return {"x": [], "y": []}
+            return found.view(x0, x1, columns)
+
+    def bounds(self) -> tuple[float, float] | None:
+        """The smallest and largest x of all lines, or None before the first point."""
+        with self.lock:
+            found = [b for b in (line.bounds() for line in self._lines.values()) if b]
+        if not found:
+            return None
+        return min(b[0] for b in found), max(b[1] for b in found)
+
+    def check_keys(self, where: str) -> None:
+        """Raise :class:`~mimir.runs.UnknownKeyError` if an x or y key is in none of the
+        entries added so far (and some were)."""
+        with self.lock:
+            if self._complete or not self.entries:
+                return
+            found = set(self._found)
+        check_keys([self.x_key, *self.y_keys], found, where)
+
+    def problem(self, where: str) -> str:
+        """The message of :meth:`check_keys`, or ``""``."""
+        try:
+            self.check_keys(where)
+        except UnknownKeyError as error:
+            return str(error)
+        return ""
 
     def describe(self) -> str:
-        """One sentence on what the lines show (rollover or decimation)."""
-        if self.decimate:
-            with self.lock:
-                stride = max(series.stride for series in self._series.values())
-            every = "every point" if stride == 1 else f"every {stride:,}th point"
-            return (
-                f"Decimation: each line shows the whole run in at most {self.decimate:,} "
-                f"points (now {every})."
-            )
-        if self.rollover is None:
-            return "Each line shows every point of the run."
+        """One sentence on what the lines show."""
         return (
-            f"Rollover: each line shows its newest {self.rollover:,} points; older ones scroll off."
+            "Each line shows the whole run, at most 4 points per pixel column (the first, "
+            "lowest, highest and last: spikes stay visible), refined when you zoom."
         )
 
 
@@ -223,20 +265,24 @@ class StreamFeed:
         store: PointStore,
         address: str,
         replay_address: str | None = None,
+        *,
+        run: str = "",
         **stream_options: Any,
     ) -> None:
         self.store = store
         self.address = address
         self.replay_address = replay_address
+        self.run = run
         self.stream_options = stream_options
         self.gaps = 0
         self.missed = 0
+        self.received = 0
+        self.status = f"waiting for entries from {address}"
         self._pending: list[Any] = []
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._follower: Any = None
         self._thread: threading.Thread | None = None
-        store.status = f"waiting for entries from {address}"
 
     def start(self) -> None:
         from mimir.stream import follow
@@ -268,19 +314,21 @@ class StreamFeed:
         with self._pending_lock:
             entries, self._pending = self._pending, []
         try:
-            self.store.add(entries)
+            self.store.add(entries, self.run)
         except Exception as error:  # never let the thread die on one bad batch
-            self.store.status = f"error: {error!r}"
+            self.status = f"error: {error!r}"
             return
+        self.received += len(entries)
         follower = self._follower
-        status = f"{self.store.entries:,} entries from {self.address}"
+        name = f"{self.run}: " if self.run else ""
+        status = f"{name}{self.received:,} entries from {self.address}"
         if self.gaps:
             status += f"; {self.missed:,} entries lost in {self.gaps:,} gaps"
         if follower is not None and follower.error is not None:
             status += f"; stopped: {follower.error}"
-        elif not self.store.entries:
-            status = f"waiting for entries from {self.address}"
-        self.store.status = status
+        elif not self.received:
+            status = f"{name}waiting for entries from {self.address}"
+        self.status = status
 
     def stop(self) -> None:
         self._stop.set()
@@ -293,22 +341,6 @@ class StreamFeed:
             self._thread.join(2.0)
 
 
-def _parse(lines: Iterable[tuple[int, bytes]], path: str, warned: set[str]) -> list[Any]:
-    """The entries of ``(line number, line)`` pairs; a line that is not JSON is skipped.
-
-    Deep nesting is such a line too: the other entries are kept.
-    """
-    entries = []
-    for lineno, line in lines:
-        try:
-            entries.append(parse_line(line, path, lineno))
-        except MalformedLogError as error:
-            if path not in warned:
-                warned.add(path)
-                warnings.warn(f"{error}; skipped", stacklevel=2)
-    return entries
-
-
 class FileFeed:
     """Follows a log file as it grows (like ``tail -f``) into a :class:`PointStore`.
 
@@ -317,84 +349,125 @@ class FileFeed:
     is read again whole (a consistent snapshot, see :mod:`mimir.reader`) when it
     changes, and the entries already plotted are skipped; reads are spaced at
     least twice as far apart as one read takes. A file that shrinks or is
-    replaced (a new run) starts the plot over. A damaged or truncated compressed
+    replaced (a new run) starts its run over. A damaged or truncated compressed
     log shows its readable entries and says in the status what is wrong (a
-    report of it fails); a FIFO or device is refused at once.
+    report of it fails); a FIFO or device is refused at once. A file whose lines
+    are none of them JSON entries is :class:`~mimir.runs.NoEntriesError`.
     """
 
-    def __init__(self, store: PointStore, path: str, poll: float = 0.2) -> None:
+    def __init__(self, store: PointStore, path: str, poll: float = 0.2, *, run: str = "") -> None:
         self.store = store
         self.path = os.fspath(path)
         self.poll = poll
+        self.run = run
+        self.entries = 0  # entries of the file read so far
+        self.status = f"waiting for {self.path}"
+        self.done = False  # the last read reached the end of the file
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
+        self._first_bad: tuple[int, bytes] | None = None  # before the first entry
         self._lines = 0  # complete lines read so far
         self._offset = 0  # plain files: bytes read so far (up to the end of a line)
         self._identity: tuple[int, int] | None = None
         self._signature: tuple[int, int, int] | None = None
-        store.status = f"waiting for {self.path}"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mimir-plot-file", daemon=True)
         self._thread.start()
 
-    def read_new(self) -> int:
+    def read_new(self, limit: int | None = None) -> int:
         """Read what was added since the last call; return how many entries were added.
 
-        A damaged or truncated compressed log raises :class:`~mimir.DamagedLogError`
-        after its readable entries were added; the status says so. A FIFO or
-        device raises :class:`OSError` at once.
+        With ``limit``, stop once at least that many were added (:attr:`done` then
+        tells whether the end was reached). A damaged or truncated compressed log
+        raises :class:`~mimir.DamagedLogError` after its readable entries were
+        added; a file with lines but no entry among them raises
+        :class:`~mimir.runs.NoEntriesError`; a FIFO or device raises
+        :class:`OSError` at once.
         """
         try:
             file = open_regular_file(self.path)
         except FileNotFoundError:
-            self.store.status = f"waiting for {self.path}"
+            self.status = f"waiting for {self.path}"
+            self.done = True
             return 0
+        added = 0
         with file:
             stat = os.fstat(file.fileno())
             identity = (stat.st_dev, stat.st_ino)
             signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
             if signature == self._signature:
+                self.done = True
                 return 0
             if identity != self._identity or stat.st_size < self._offset:
-                if self._identity is not None:  # a new run in its place: start the plot over
-                    self.store.clear()
-                self._lines = self._offset = 0
+                if self._identity is not None:  # a new run in its place: start it over
+                    self.store.clear(self.run)
+                self._lines = self._offset = self.entries = 0
+                self._first_bad = None
                 self._identity = identity
             compressed = file.read(2) == b"\x1f\x8b" or self.path.endswith(".gz")
-            lines = self._compressed_lines() if compressed else self._plain_lines(file)
-            added = 0
-            chunk: list[tuple[int, bytes]] = []
+            chunks = self._compressed_chunks() if compressed else self._plain_chunks(file)
+            self.done = False
             try:
-                for item in lines:  # in chunks: a big log never is in memory as entries at once
-                    chunk.append(item)
-                    if len(chunk) >= _CHUNK_LINES:
-                        added += self._add(chunk)
-                        chunk = []
+                for chunk in chunks:  # a big log never is in memory as entries at once
+                    added += self._add(chunk)
+                    if limit is not None and added >= limit:
+                        chunks.close()
+                        self.status = f"{self.entries:,} entries from {self.path} (reading on)"
+                        return added
             except DamagedLogError as error:
-                added += self._add(chunk)  # the readable entries before the damage
                 self._signature = signature  # read again when the file changes
-                self.store.status = f"showing {self.store.entries:,} entries; {error}"
+                self.status = f"showing {self.entries:,} entries of {self.path}; {error}"
+                self.done = True
                 raise
-            added += self._add(chunk)
         self._signature = signature
-        self.store.status = f"{self.store.entries:,} entries from {self.path}"
+        self.done = True
+        self.status = f"{self.entries:,} entries from {self.path}"
+        if not self.entries and self._first_bad is not None:
+            lineno, line = self._first_bad
+            self.status = f"{self.path} is not a Mímir log"
+            raise NoEntriesError(self.path, lineno, line)
         return added
 
     def _add(self, lines: list[tuple[int, bytes]]) -> int:
-        entries = _parse(lines, self.path, self._warned)
-        self.store.add(entries)
+        entries = []
+        for lineno, line in lines:
+            try:
+                entry = _loads(line)
+            except (ValueError, RecursionError) as error:
+                if self._first_bad is None:
+                    self._first_bad = (lineno, line)
+                if self.entries and self.path not in self._warned:
+                    self._warned.add(self.path)
+                    warnings.warn(
+                        f"{_malformed(self.path, lineno, line, error)}; skipped", stacklevel=3
+                    )
+                continue
+            if type(entry) is not dict:
+                if self._first_bad is None:
+                    self._first_bad = (lineno, line)
+                continue
+            entries.append(entry)
+            self.entries += 1
+        self.store.add(entries, self.run)
         return len(entries)
 
-    def _compressed_lines(self) -> Iterator[tuple[int, bytes]]:
+    def _compressed_chunks(self) -> Iterator[list[tuple[int, bytes]]]:
         skip = self._lines
+        chunk: list[tuple[int, bytes]] = []
         for lineno, line in iter_lines(self.path):
-            self._lines = lineno
             if lineno > skip:
-                yield lineno, line
+                chunk.append((lineno, line))
+                if len(chunk) >= _CHUNK_LINES:
+                    self._lines = lineno
+                    yield chunk
+                    chunk = []
+        if chunk:
+            self._lines = chunk[-1][0]
+            yield chunk
 
-    def _plain_lines(self, file: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    def _plain_chunks(self, file: IO[bytes]) -> Iterator[list[tuple[int, bytes]]]:
         file.seek(self._offset)
         while True:
             data = file.read(_CHUNK_BYTES)
@@ -407,25 +480,35 @@ class FileFeed:
                 if cut >= 0:
                     end = len(data) + cut + 1
                 data += more
-            for line in data[:end].splitlines():
+            lines = []
+            size = 0  # bytes of the lines not handed out yet
+            for line in data[:end].split(b"\n")[:-1]:
                 self._lines += 1
+                size += len(line) + 1
                 if line.strip():
-                    yield self._lines, line
-            self._offset += end
+                    lines.append((self._lines, line))
+                    if len(lines) >= _CHUNK_LINES:  # handed out whole: read past them
+                        self._offset += size
+                        size = 0
+                        yield lines
+                        lines = []
+            self._offset += size
             file.seek(self._offset)
+            if lines:
+                yield lines
 
     def _run(self) -> None:
         wait = self.poll
         while True:
             started = time.monotonic()
             try:
-                self.read_new()
+                self.read_new(_CHUNK_LINES * 10)
             except DamagedLogError:
                 pass  # the status says what could not be read; read again when it changes
             except Exception as error:  # e.g. a FIFO: say so, try again later
-                self.store.status = f"cannot read {self.path}: {error}"
+                self.status = f"cannot read {self.path}: {error}"
             took = time.monotonic() - started
-            wait = max(self.poll, 2 * took)
+            wait = 0.0 if not self.done else max(self.poll, 2 * took)
             if self._stop.wait(wait):
                 return
 
@@ -435,86 +518,129 @@ class FileFeed:
             self._thread.join(5.0)
 
 
+def _malformed(path: str, lineno: int, line: bytes, error: BaseException) -> str:
+    return f"{path}, line {lineno}: not a JSON entry ({error}): {line[:80]!r}"
+
+
 # -- documents ---------------------------------------------------------------------------
 
 
 class _Session:
-    """One browser tab: pulls the store's new points into its own data sources."""
+    """One browser tab: shows the store's lines, decimated for the x range in view."""
 
-    def __init__(self, doc: Any, store: PointStore, sources: dict[str, Any], divs: Any) -> None:
+    def __init__(
+        self, doc: Any, store: PointStore, feeds: Sequence[Any], title: str | None
+    ) -> None:
         self.doc = doc
         self.store = store
-        self.sources = sources
-        self.mode_div, self.status_div = divs
-        self.cursors = {key: (-1, 0) for key in sources}
-        self._scheduled = False
-        self._lock = threading.Lock()
-        self._alive = True
+        self.feeds = list(feeds)
+        self.title = title
+        self.range: tuple[float, float] | None = None  # None: the whole run, following it
+        self.lines: list[tuple[str, str]] = []
+        self.sources: dict[tuple[str, str], Any] = {}
+        self.shown: dict[tuple[str, str], Any] = {}
+        self.version = -1
+        self.layout: Any = None
+        self.build()
 
-    def wake(self) -> None:
-        """Called from the feed's thread: have the document pull on its own thread."""
-        with self._lock:
-            if self._scheduled or not self._alive:
-                return
-            self._scheduled = True
-        try:
-            self.doc.add_next_tick_callback(self.pull)
-        except Exception:  # the session is being destroyed
-            with self._lock:
-                self._scheduled = False
+    def build(self) -> None:
+        """(Re)make the page's chart for the lines the store has now."""
+        from bokeh.events import RangesUpdate, Reset
+
+        self.lines = self.store.lines()
+        layout, chart, divs = _layout(self.store, self.lines, self.title)
+        for fig in chart.figures:
+            fig.on_event(RangesUpdate, self.on_range)
+            fig.on_event(Reset, self.on_reset)
+        self.mode_div, self.status_div = divs
+        self.sources = chart.sources
+        self.shown = {}
+        if self.layout is not None:
+            self.doc.remove_root(self.layout)
+        self.layout = layout
+        self.doc.add_root(layout)
+        self.refresh()
+
+    def on_range(self, event: Any) -> None:
+        """The user zoomed or panned: show the points of the new x range."""
+        if event.x0 is None or event.x1 is None:
+            return
+        x0, x1 = sorted((float(event.x0), float(event.x1)))
+        bounds = self.store.bounds()
+        if bounds is not None and x0 <= bounds[0] and x1 >= bounds[1]:
+            self.range = None  # everything in view: follow the run again
+        else:
+            self.range = (x0, x1)
+        self.pull()
+
+    def on_reset(self, event: Any) -> None:
+        self.range = None
+        self.pull()
 
     def pull(self) -> None:
-        """Add the new points to the data sources (on the document's thread)."""
-        with self._lock:
-            self._scheduled = False
-        rollover = None if self.store.decimate else self.store.rollover
-        for key, source in self.sources.items():
-            cursor, replace, data = self.store.since(key, self.cursors[key])
-            self.cursors[key] = cursor
-            if replace:
-                source.data = data
-            elif data["x"]:
-                source.stream(data, rollover=rollover)
+        """Give each line the points of the range in view (on the document's thread)."""
+        x0, x1 = self.range if self.range is not None else (None, None)
+        for line, source in self.sources.items():
+            stamp = (self.store.count(line), self.range)
+            if self.shown.get(line) == stamp:
+                continue
+            source.data = self.store.view(line, x0, x1)
+            self.shown[line] = stamp
 
     def refresh(self) -> None:
-        """Periodic: catch up, and update the status line."""
-        self.pull()
-        mode = self.store.describe()
-        if self.mode_div.text != mode:
-            self.mode_div.text = mode
-        status = html.escape(self.store.status)
+        """Periodic: new lines, new points, and the status line."""
+        if self.store.lines() != self.lines:
+            self.build()
+            return
+        if self.store.version != self.version:
+            self.version = self.store.version
+            self.pull()
+        problem = self.store.problem(_where(self.feeds))
+        parts = [feed.status for feed in self.feeds if feed.status]
+        status = html.escape("; ".join(parts) or self.store.status)
+        if problem:
+            status = f'<b style="color:#b00">{html.escape(problem)}</b><br>{status}'
         if self.status_div.text != status:
             self.status_div.text = status
 
-    def close(self) -> None:
-        with self._lock:
-            self._alive = False
-        self.store.unlisten(self.wake)
+
+def _where(feeds: Sequence[Any]) -> str:
+    """The inputs as messages name them."""
+    names = [getattr(feed, "path", None) or getattr(feed, "address", "?") for feed in feeds]
+    if not names:
+        return "the entries"
+    return f"the entries received so far from {', '.join(names)}"
 
 
-def _layout(store: PointStore, title: str | None, status: str) -> tuple[Any, dict, Any]:
+def _layout(
+    store: PointStore, lines: Sequence[tuple[str, str]], title: str | None
+) -> tuple[Any, Chart, tuple[Any, Any]]:
     from bokeh.layouts import column
     from bokeh.models import Div
 
-    fig, sources = build_figure(store.x_key, store.y_keys, log_y=store.log_y, title=title)
+    chart = build_chart(
+        store.x_key,
+        lines,
+        log_y=store.log_y,
+        title=title,
+        panels=store.panels,
+        ranges=store.ranges(),
+    )
     mode_div = Div(text=store.describe(), name="mimir:mode")
-    status_div = Div(text=html.escape(status), name="mimir:status")
-    layout = column(mode_div, fig, status_div, sizing_mode="stretch_width")
-    return layout, sources, (mode_div, status_div)
+    status_div = Div(text=html.escape(store.status), name="mimir:status")
+    layout = column(mode_div, chart.layout, status_div, sizing_mode="stretch_both")
+    return layout, chart, (mode_div, status_div)
 
 
-def make_document(store: PointStore, title: str | None = None) -> Callable[[Any], None]:
+def make_document(
+    store: PointStore, title: str | None = None, feeds: Sequence[Any] = ()
+) -> Callable[[Any], None]:
     """The Bokeh application function (``doc -> None``) that shows ``store`` live."""
 
     def modify_doc(doc: Any) -> None:
-        layout, sources, divs = _layout(store, title, store.status)
-        session = _Session(doc, store, sources, divs)
-        doc.add_root(layout)
+        session = _Session(doc, store, feeds, title)
         doc.title = title or f"Mímir: {', '.join(store.y_keys)}"
-        session.pull()
-        store.listen(session.wake)
-        doc.add_periodic_callback(session.refresh, _STATUS_MS)
-        doc.on_session_destroyed(lambda context: session.close())
+        doc.add_periodic_callback(session.refresh, _REFRESH_MS)
 
     return modify_doc
 
@@ -619,7 +745,7 @@ def start_server(
 
 def serve(
     store: PointStore,
-    feed: StreamFeed | FileFeed,
+    feeds: StreamFeed | FileFeed | Sequence[StreamFeed | FileFeed],
     *,
     address: str = "127.0.0.1",
     port: int = 5006,
@@ -627,8 +753,17 @@ def serve(
     title: str | None = None,
     show: bool = False,
     ready: Callable[[str], Any] | None = None,
+    on_problem: Callable[[str], Any] | None = None,
 ) -> None:
-    """Run the plot server until SIGINT/SIGTERM; ``ready(url)`` is called once it listens."""
+    """Run the plot server until SIGINT/SIGTERM; ``ready(url)`` is called once it listens.
+
+    ``on_problem(message)`` is called once for each new problem with the entries
+    received (a key in none of them, see :meth:`PointStore.check_keys`); the pages
+    show it too.
+    """
+    if isinstance(feeds, (StreamFeed, FileFeed)):
+        feeds = [feeds]
+    feeds = list(feeds)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -639,19 +774,35 @@ def serve(
             except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not main thread
                 pass
         server, url = start_server(
-            make_document(store, title), address=address, port=port, allow_hosts=allow_hosts
+            make_document(store, title, feeds),
+            address=address,
+            port=port,
+            allow_hosts=allow_hosts,
         )
-        feed.start()
+        started = []
         try:
+            for feed in feeds:
+                feed.start()
+                started.append(feed)
             if ready is not None:
                 ready(url)
             if show:
                 import webbrowser
 
                 webbrowser.open(url)
-            await stop.wait()
+            told = ""
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+                problem = store.problem(_where(feeds))
+                if problem and problem != told and on_problem is not None:
+                    on_problem(problem)
+                told = problem
         finally:
-            feed.stop()
+            for feed in started:
+                feed.stop()
             server.stop()
 
     try:
@@ -662,37 +813,137 @@ def serve(
 
 # -- the report ---------------------------------------------------------------------------
 
+#: Columns of the coarsest resolution of a report; each next one has 4 times as many.
+REPORT_COLUMNS = 1000
+#: Points a report embeds at most, over all its lines and resolutions (about 12 bytes each).
+REPORT_POINTS = 260_000
+
+#: Run in the page when the user zooms, pans or resets: each line takes the coarsest
+#: resolution with at least one column per pixel of the x range in view.
+_PICK_RESOLUTION = """
+const start = x_range.start, end = x_range.end;
+if (!(end > start)) return;
+const pixels = Math.max(plot.inner_width || 1000, 100);
+const span = (end - start) / full;
+for (let i = 0; i < sources.length; i++) {
+  const levels = resolutions[i];
+  let k = 0;
+  while (k < levels.length - 1 && columns[k] * span < pixels) k++;
+  const source = sources[i];
+  if (source._mimir_resolution === k) continue;
+  if (source._mimir_resolution === undefined) source._mimir_resolution = 0;
+  source._mimir_resolution = k;
+  const data = levels[k].data;
+  source.data = {...source.data, x: data.x, y: data.y};
+}
+"""
+
+
+def report_resolutions(
+    store: PointStore, lines: Sequence[tuple[str, str]], points: int = REPORT_POINTS
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Each line's points at the resolutions a report embeds, coarsest first.
+
+    Resolution ``k`` decimates the whole run to ``REPORT_COLUMNS * 4**k`` columns;
+    a line gets finer ones while the report's total stays within ``points`` and the
+    line still has more points than the last one holds.
+    """
+    result: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    share = max(points // max(len(lines), 1), 4 * REPORT_COLUMNS)
+    for line in lines:
+        levels = [store.view(line, columns=REPORT_COLUMNS)]
+        total = len(levels[0]["x"])
+        count = store.count(line)
+        columns = REPORT_COLUMNS
+        while len(levels[-1]["x"]) < count:
+            columns *= 4
+            finer = store.view(line, columns=columns)
+            if total + len(finer["x"]) > share:
+                break
+            levels.append(finer)
+            total += len(finer["x"])
+        result[line] = levels
+    return result
+
 
 def write_report(
-    path: str,
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     x_key: str,
     y_keys: Sequence[str],
     output: str,
     *,
+    names: Sequence[str] | None = None,
     log_y: bool = False,
-    decimate: int | None = None,
     title: str | None = None,
+    panels: bool | None = None,
+    decimate: int | None = None,
 ) -> int:
-    """Write the plot of the log at ``path`` as a standalone HTML file; return the entries read.
+    """Write the plot of the logs ``paths`` as one standalone HTML file; return the entries read.
 
-    The file holds BokehJS and the data (``bokeh.resources.INLINE``): it opens
-    without a server or a network. Every point is kept, unless ``decimate=N``
-    (at most N points per line).
+    ``paths``: files, globs or folders (:func:`mimir.runs.find_logs`); each file is a
+    run, named by its file name (:func:`mimir.runs.run_names`) or by ``names``, and
+    a collected log is split by source. ``panels``: one panel per key (True), one
+    for all (False), or one per key when their scales differ by over 100x (None).
+    The file holds BokehJS and the data
+    (``bokeh.resources.INLINE``): it opens without a server or a network. Each line
+    holds the whole run at a few resolutions (:func:`report_resolutions`, M4
+    decimation, :mod:`mimir.plot.decimate`); the page shows the one that matches
+    the x range in view, so a zoom brings out the detail. ``decimate`` is ignored
+    (deprecated).
+
+    Raises :class:`FileNotFoundError` for a path that matches nothing,
+    :class:`~mimir.runs.NoEntriesError` for a file that holds no entry,
+    :class:`~mimir.runs.UnknownKeyError` for a key in none of the entries, and
+    :class:`~mimir.DamagedLogError` for a damaged log.
     """
     import_bokeh()
     from bokeh.embed import file_html
+    from bokeh.events import RangesUpdate, Reset
+    from bokeh.models import ColumnDataSource, CustomJS
     from bokeh.resources import INLINE
 
-    store = PointStore(x_key, y_keys, log_y=log_y, rollover=None, decimate=decimate)
-    feed = FileFeed(store, path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(2, "no such log file", path)
-    feed.read_new()
-    source_text = f"{store.entries:,} entries of {os.path.basename(path)}"
-    layout, sources, _ = _layout(store, title, source_text)
-    for key, source in sources.items():
-        _, _, data = store.since(key, (-1, 0))
-        source.data = data
+    specs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    files = find_logs(specs)
+    runs = [""] if names is None and len(files) == 1 else run_names(files, names)
+    store = PointStore(x_key, y_keys, log_y=log_y)
+    store.panels = panels
+    for path, run in zip(files, runs, strict=True):
+        feed = FileFeed(store, os.fspath(path), run=run)
+        feed.read_new()
+        if not feed.entries:  # (lines that are not entries raised NoEntriesError)
+            raise ValueError(f"{path}: the log holds no entry yet: nothing to plot")
+    store.check_keys(", ".join(map(os.fspath, files)))
+    lines = store.lines()
+    what = ", ".join(os.path.basename(p) for p in files)
+    layout, chart, _ = _layout(store, lines, title)
+    layout.children[-1].text = html.escape(f"{store.entries:,} entries of {what}")
+    resolutions = report_resolutions(store, lines)
+    levels_of = []
+    columns = [REPORT_COLUMNS * 4**k for k in range(max(len(r) for r in resolutions.values()))]
+    for line, source in chart.sources.items():
+        levels = resolutions[line]
+        source.data = dict(levels[0])
+        levels_of.append(
+            [
+                ColumnDataSource(data=level, name=f"{source.name}:resolution{k}")
+                for k, level in enumerate(levels)
+            ]
+        )
+    bounds = store.bounds() or (0.0, 1.0)
+    pick = CustomJS(
+        args={
+            "x_range": chart.x_range,
+            "sources": list(chart.sources.values()),
+            "resolutions": levels_of,
+            "columns": columns,
+            "full": max(bounds[1] - bounds[0], 1e-300),
+            "plot": chart.figures[0],
+        },
+        code=_PICK_RESOLUTION,
+    )
+    for fig in chart.figures:
+        fig.js_on_event(RangesUpdate, pick)
+        fig.js_on_event(Reset, pick)
     page_title = title or f"Mímir: {', '.join(y_keys)}"
     text = file_html(layout, INLINE, page_title)
     temporary = f"{output}.tmp{os.getpid()}"

@@ -9,47 +9,60 @@ or chromedriver is missing (CI installs them all).
 from __future__ import annotations
 
 import base64
-import json
 import logging
+import math
 import os
-import queue
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from plot_browser import (
+    ROOT,
+    WAIT,
+    artifact,
+    bokeh,
+    data,
+    embedded_series,
+    environment,
+    plot_server,
+    text,
+    wait_for_points,
+    wait_for_text,
+)
 from plot_data import entry
 
 from mimir.cli import plot as plot_cli
 from mimir.plot import PlotValueWarning, entries_to_rows, source_name
 from mimir.plot.server import FileFeed, PointStore, allowed_hosts
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 DOCS_SCREENSHOT = ROOT / "docs" / "_static" / "live-plot.png"
-WAIT = 30  # seconds any single condition may take before the test fails
-
-#: JavaScript run in the page: the number of points of the named data source (-1: none yet).
-POINTS_JS = """
-const name = arguments[0];
-if (!window.Bokeh || !Bokeh.documents || Bokeh.documents.length === 0) return -1;
-const source = Bokeh.documents[0].get_model_by_name(name);
-return source ? (source.get_length() ?? 0) : -1;
-"""
+_bokeh = bokeh
+_environment = environment
+_artifact = artifact
+_text = text
+_wait_for_text = wait_for_text
 
 
-def _bokeh() -> Any:
-    return pytest.importorskip("bokeh", minversion="3.8.2")
+def _wait_for_points(driver: Any, key: str, at_least: int, run: str = "") -> int:
+    return wait_for_points(driver, source_name(key, run), at_least)
+
+
+def _logger(name: str, handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(f"mimir.test.{name}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return logger
+
+
+def _xs(store: PointStore, key: str, run: str = "") -> list[float]:
+    return [x for x in store.view((run, key))["x"].tolist()]
 
 
 # -- rows and points (no browser) ------------------------------------------------------
@@ -95,32 +108,43 @@ def test_rows_on_a_log_scale_skip_values_that_are_not_positive():
     assert rows == {"y": {"x": [2], "y": [1e-9]}}
 
 
-def test_store_rollover_keeps_the_newest_points_and_cursors_resume():
-    """A store with rollover keeps the newest N points; since() hands out only the new ones."""
-    store = PointStore("i", ["y"], rollover=5)
-    store.add([{"i": i, "y": i * 2} for i in range(3)])
-    cursor, replace, data = store.since("y", (-1, 0))
-    assert replace and data == {"x": [0, 1, 2], "y": [0, 2, 4]}
-    store.add([{"i": i, "y": i * 2} for i in range(3, 10)])
-    cursor, replace, data = store.since("y", cursor)
-    assert not replace and data["x"] == [5, 6, 7, 8, 9]  # 3 and 4 already rolled over
-    assert store.since("y", cursor)[2] == {"x": [], "y": []}
-    assert store.points("y") == 5
-    assert "Rollover" in store.describe() and "5 points" in store.describe()
+def test_store_keeps_every_point_and_views_are_bounded():
+    """A store keeps the whole run; a view of it holds at most ~4 points per column."""
+    store = PointStore("i", ["y"])
+    store.add([{"i": i, "y": math.sin(i / 100)} for i in range(100_000)])
+    assert store.points("y") == 100_000
+    view = store.view(("", "y"), columns=500)
+    assert 1000 <= len(view["x"]) <= 2002
+    assert view["x"][0] == 0 and view["x"][-1] == 99_999
+    assert store.bounds() == (0, 99_999)
+    assert "whole run" in store.describe()
 
 
-def test_store_decimation_keeps_the_whole_run_in_bounded_points():
-    """With decimate=N a series spans the whole run in at most N points; readers get a reset."""
-    store = PointStore("i", ["y"], rollover=None, decimate=100)
-    cursor, _, _ = store.since("y", (-1, 0))
-    store.add([{"i": i, "y": float(i)} for i in range(1000)])
-    cursor, replace, data = store.since("y", cursor)
-    assert replace  # thinned out since the first read: everything is replaced
-    assert 50 <= len(data["x"]) <= 100
-    assert data["x"][0] == 0 and data["x"][-1] >= 900
-    steps = {b - a for a, b in zip(data["x"], data["x"][1:], strict=False)}
-    assert len(steps) == 1  # evenly spaced
-    assert "Decimation" in store.describe()
+def test_store_splits_a_collected_log_by_source():
+    """Entries carrying a source (mimir collect) are one run per source, named by it."""
+    store = PointStore("i", ["y"])
+    store.add(
+        [
+            {"i": i, "y": i, "source": {"host": "h", "pid": 1 + i % 2, "name": f"rank{i % 2}"}}
+            for i in range(10)
+        ],
+        "collected",
+    )
+    assert store.lines() == [("collected/rank0", "y"), ("collected/rank1", "y")]
+    assert _xs(store, "y", "collected/rank1") == [1, 3, 5, 7, 9]
+
+
+def test_store_checks_keys_against_the_entries_received():
+    """A key in none of the entries is an UnknownKeyError naming the keys found, closest first."""
+    from mimir.runs import UnknownKeyError
+
+    store = PointStore("iteration", ["trainig_error"])
+    store.check_keys("nothing")  # no entry yet: nothing to say
+    store.add([entry(i) for i in range(20)])
+    with pytest.raises(UnknownKeyError, match="did you mean 'training_error'") as caught:
+        store.check_keys("run.jsonl")
+    assert "iteration, training_error, validation_error" in str(caught.value)
+    assert store.problem("run.jsonl") == str(caught.value)
 
 
 def test_file_feed_reads_complete_lines_and_follows_a_plain_log(tmp_path):
@@ -134,10 +158,35 @@ def test_file_feed_reads_complete_lines_and_follows_a_plain_log(tmp_path):
         file.write(': 3}\nnot json\n{"i": 3, "y": 4}\n')
     with pytest.warns(UserWarning, match="not a JSON entry"):
         assert feed.read_new() == 2
-    assert store.since("y", (-1, 0))[2] == {"x": [0, 1, 2, 3], "y": [1, 2, 3, 4]}
+    assert store.view(("", "y")) is not None
+    assert _xs(store, "y") == [0, 1, 2, 3]
     path.write_text('{"i": 0, "y": 9}\n')  # a new run in the same file: the plot starts over
     assert feed.read_new() == 1
-    assert store.since("y", (0, 4)) == ((1, 1), True, {"x": [0], "y": [9]})
+    assert _xs(store, "y") == [0]
+
+
+def test_file_feed_reads_a_prefix_then_the_rest(tmp_path):
+    """read_new(limit) stops after about that many entries; the next call reads on."""
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(f'{{"i": {i}, "y": {i}}}\n' for i in range(50_000)))
+    store = PointStore("i", ["y"])
+    feed = FileFeed(store, str(path))
+    first = feed.read_new(1000)
+    assert 1000 <= first < 50_000 and not feed.done
+    assert first + feed.read_new() == 50_000 and feed.done
+    assert _xs(store, "y") == list(range(50_000))[::1] or store.points("y") == 50_000
+
+
+def test_file_feed_refuses_a_file_that_is_not_a_log(tmp_path):
+    """A file whose lines are none of them JSON entries is a NoEntriesError, without warnings."""
+    from mimir.runs import NoEntriesError
+
+    path = tmp_path / "notes.txt"
+    path.write_text("Monday: tried lr=0.1\nTuesday: lr=0.01\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NoEntriesError, match="not a Mímir log"):
+            FileFeed(PointStore("i", ["y"]), str(path)).read_new()
 
 
 def test_file_feed_follows_a_compressed_log(tmp_path):
@@ -148,10 +197,7 @@ def test_file_feed_follows_a_compressed_log(tmp_path):
     path = tmp_path / "run.jsonl.gz"
     handler = GzlogFileHandler(path, flush_interval=0.05)
     handler.setFormatter(JSONFormatter())
-    logger = logging.getLogger("mimir.test.plotgz")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
+    logger = _logger("plotgz", handler)
     try:
         store = PointStore("iteration", ["training_error"])
         feed = FileFeed(store, str(path))
@@ -164,8 +210,7 @@ def test_file_feed_follows_a_compressed_log(tmp_path):
         handler.flush()
         assert feed.read_new() == 70
         assert feed.read_new() == 0
-        xs = store.since("training_error", (-1, 0))[2]["x"]
-        assert xs == list(range(120))
+        assert _xs(store, "training_error") == list(range(120))
     finally:
         logger.removeHandler(handler)
         handler.close()
@@ -193,13 +238,17 @@ def test_missing_bokeh_names_the_extra_to_install(monkeypatch):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["i", "y", "--file", "a.jsonl", "--connect", "tcp://127.0.0.1:1"], "not both"),
         (["i", "y", "--output", "r.html"], "--file"),
-        (["i", "y", "--file", "a.jsonl", "--decimate", "1"], "at least 2"),
+        (["i", "y", "--file", "a.jsonl", "--connect", "h:1", "-o", "r.html"], "not of streams"),
+        (["i", "y", "--file", "a.jsonl", "--replay-address", "h:2"], "goes with --connect"),
+        (["i", "y", "--connect", "h:1", "--name", "a", "--name", "b"], "2 --name for 1 run"),
+        (["i", "y", "--connect", "h:1", "--connect", "h:2", "--name", "a", "--name", "a"], "same"),
+        (["i", "y", "--connect", "h:1", "--replay-address", "h:2", "--no-replay"], "drop"),
     ],
 )
 def test_cli_refuses_contradictory_options(argv, message, capsys):
     """`mimir plot` exits with status 2 and a clear message on options that do not go together."""
+    _bokeh()
     assert plot_cli.run(plot_cli.build_parser().parse_args(argv)) == 2
     assert message in capsys.readouterr().err
 
@@ -220,176 +269,15 @@ def test_figure_has_one_named_source_per_series():
 # -- the browser ------------------------------------------------------------------------
 
 
-def _find(*names: str) -> str | None:
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """A headless Chromium driven by Selenium, shared by the tests of this module."""
-    _bokeh()
-    pytest.importorskip("selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = _find("chromium", "chromium-browser", "google-chrome")
-    driver_path = _find("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.skip("needs Chromium and chromedriver (apt-get install chromium chromium-driver)")
-    profile = tempfile.mkdtemp(prefix="mimir-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1000,640",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(driver_path))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def _wait_for_points(driver: Any, key: str, at_least: int) -> int:
-    """Poll the page until series ``key`` shows at least ``at_least`` points; return the count."""
-    from selenium.webdriver.support.wait import WebDriverWait
-
-    counts: list[int] = []
-
-    def reached(d: Any) -> bool:
-        counts.append(d.execute_script(POINTS_JS, source_name(key)))
-        return counts[-1] >= at_least
-
-    try:
-        WebDriverWait(driver, WAIT, poll_frequency=0.05).until(reached)
-    except Exception as error:
-        raise AssertionError(
-            f"{key}: {counts[-1] if counts else None} points, expected >= {at_least}"
-        ) from error
-    return counts[-1]
-
-
-def _text(driver: Any, name: str) -> str:
-    """The text of the Bokeh model (a Div) named ``name`` on the page."""
-    return driver.execute_script(
-        "return Bokeh.documents[0].get_model_by_name(arguments[0]).text", name
-    )
-
-
-def _wait_for_text(driver: Any, name: str, part: str) -> None:
-    """Poll the page until the Div named ``name`` contains ``part``."""
-    from selenium.webdriver.support.wait import WebDriverWait
-
-    try:
-        WebDriverWait(driver, WAIT, poll_frequency=0.05).until(lambda d: part in _text(d, name))
-    except Exception as error:
-        raise AssertionError(f"{name}: {_text(driver, name)!r} lacks {part!r}") from error
-
-
-def _artifact(name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    ignore = ARTIFACTS / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# screenshots and reports written by the tests\n*\n")
-    return ARTIFACTS / name
-
-
-def _environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-@contextmanager
-def plot_server(*arguments: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """Run ``mimir plot ARGUMENTS --port 0`` in a subprocess; yield it and its URL.
-
-    On exit: SIGTERM, and the server must stop cleanly (status 0).
-    """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mimir.cli.plot", *arguments, "--port", "0"],
-        cwd=ROOT,
-        env=_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    stderr: list[str] = []
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
-    ).start()
-    threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True).start()
-    try:
-        try:
-            line = lines.get(timeout=WAIT)
-        except queue.Empty:
-            line = ""
-        match = re.search(r"(http://\S+/)", line)
-        assert match, f"no URL from mimir plot: {line!r}; stderr: {''.join(stderr)}"
-        yield process, match.group(1)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            status = process.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            status = None
-        assert status == 0, f"mimir plot ended with {status}; stderr: {''.join(stderr)}"
-
-
-def _logger(name: str, handler: logging.Handler) -> logging.Logger:
-    logger = logging.getLogger(f"mimir.test.{name}")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    return logger
-
-
-@pytest.fixture
-def publisher(closing: Any) -> tuple[Any, logging.Logger]:
-    """A ZMQStreamHandler on ephemeral loopback ports, replaying 1000, and a logger using it."""
-    pytest.importorskip("zmq")
-    from mimir.formatter import JSONFormatter
-    from mimir.stream.publisher import ZMQStreamHandler
-
-    handler = closing(ZMQStreamHandler("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", replay=1000))
-    handler.setFormatter(JSONFormatter())
-    return handler, _logger("plotpub", handler)
-
-
 def test_live_plot_of_a_stream_in_chromium(browser, publisher):
-    """`mimir plot --connect` shows the replayed entries first, then keeps growing live."""
+    """`mimir plot --connect` shows the replayed entries first (from the address the
+    publisher announces), then keeps growing live."""
     handler, logger = publisher
     for i in range(300):
         logger.info(entry(i))
     with plot_server(
-        "iteration",
-        "training_error",
-        "validation_error",
-        "--connect",
-        handler.address,
-        "--replay-address",
-        handler.replay_address,
-    ) as (_, url):
+        "iteration", "training_error", "validation_error", "--connect", handler.address
+    ) as (_, url, _):
         browser.get(url)
         assert _wait_for_points(browser, "training_error", 300) == 300  # the replay
         assert _wait_for_points(browser, "validation_error", 30) == 30
@@ -402,7 +290,7 @@ def test_live_plot_of_a_stream_in_chromium(browser, publisher):
             source_name("training_error"),
         )
         assert xs == list(range(700))  # in order, none missing, none twice
-        assert "Rollover" in _text(browser, "mimir:mode")
+        assert "whole run" in _text(browser, "mimir:mode")
         _wait_for_text(browser, "mimir:status", "700 entries from tcp://127.0.0.1:")
         screenshot = _artifact("live-plot-stream.png")
         browser.save_screenshot(str(screenshot))
@@ -412,7 +300,7 @@ def test_live_plot_of_a_stream_in_chromium(browser, publisher):
 
 
 def test_live_plot_of_a_growing_compressed_log_in_chromium(browser, tmp_path):
-    """`mimir plot --file run.jsonl.gz` follows a log another process writes; rollover bounds it."""
+    """`mimir plot --file run.jsonl.gz` follows a log another process writes, the whole run."""
     path = tmp_path / "run.jsonl.gz"
     writer = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("plot_writer.py")), str(path), "150"],
@@ -425,20 +313,17 @@ def test_live_plot_of_a_growing_compressed_log_in_chromium(browser, tmp_path):
     try:
         assert writer.stdout.readline().strip() == "wrote 150"
         arguments = ("iteration", "training_error", "--file", str(path), "--rollover", "200")
-        with plot_server(*arguments) as (_, url):
+        with plot_server(*arguments) as (_, url, stderr):
             browser.get(url)
             assert _wait_for_points(browser, "training_error", 150) == 150
             writer.stdin.write("more\n")
             writer.stdin.flush()
             assert writer.stdout.readline().strip() == "wrote 300"
             _wait_for_text(browser, "mimir:status", "300 entries from")
-            assert _wait_for_points(browser, "training_error", 200) == 200  # the rollover
-            xs = browser.execute_script(
-                "return Array.from(Bokeh.documents[0].get_model_by_name(arguments[0]).data.x)",
-                source_name("training_error"),
-            )
-            assert xs == list(range(100, 300))  # the newest 200
-            assert "newest 200 points" in _text(browser, "mimir:mode")
+            assert _wait_for_points(browser, "training_error", 300) == 300
+            xs = data(browser, source_name("training_error"))["x"]
+            assert xs == list(range(300))  # the whole run: --rollover is gone
+            assert "--rollover is deprecated and ignored" in "".join(stderr)
             browser.save_screenshot(str(_artifact("live-plot-file.png")))
     finally:
         writer.stdin.close()
@@ -446,36 +331,10 @@ def test_live_plot_of_a_growing_compressed_log_in_chromium(browser, tmp_path):
     assert writer.returncode == 0
 
 
-def _script_json(text: str) -> list[Any]:
-    return [
-        json.loads(body)
-        for body in re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', text, re.S)
-    ]
-
-
-def _walk(node: Any) -> Iterator[dict]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
-def _embedded_series(text: str, key: str) -> dict[str, list]:
-    """The columns of the data source named for ``key`` in a standalone Bokeh HTML file."""
-    for document in _script_json(text):
-        for node in _walk(document):
-            attributes = node.get("attributes")
-            if isinstance(attributes, dict) and attributes.get("name") == source_name(key):
-                return {column: values for column, values in attributes["data"]["entries"]}
-    raise AssertionError(f"no data source for {key!r} in the report")
-
-
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
 def test_html_report_holds_the_data_and_opens_without_errors(browser, tmp_path, suffix):
-    """`mimir plot --file LOG -o report.html` embeds every point; Chromium shows it cleanly."""
+    """`mimir plot --file LOG -o report.html` embeds every point of a small run; Chromium
+    shows it cleanly."""
     import mimir
 
     path = tmp_path / f"run{suffix}"
@@ -488,10 +347,11 @@ def test_html_report_holds_the_data_and_opens_without_errors(browser, tmp_path, 
     )
     assert status == 0
     text = output.read_text(encoding="utf-8")
-    training = _embedded_series(text, "training_error")
+    training = embedded_series(text, source_name("training_error"))
     assert training["x"] == list(range(400))
     assert training["y"] == [entry(i)["training_error"] for i in range(400)]
-    assert _embedded_series(text, "validation_error")["x"] == list(range(0, 400, 10))
+    validation = embedded_series(text, source_name("validation_error"))
+    assert validation["x"] == list(range(0, 400, 10))
     assert "<script src=" not in text  # BokehJS inline: no server, no network
     shutil.copyfile(output, _artifact(f"report{suffix}.html"))
     browser.get_log("browser")  # forget what earlier pages logged
@@ -516,8 +376,8 @@ def test_notebook_plot_updates_while_later_cells_run(publisher):
     cells = [
         "import time\nimport mimir.plot\nstarted = time.monotonic()\n"
         "plot = mimir.plot.notebook_plot('iteration', 'training_error', 'validation_error', "
-        f"address={handler.address!r}, replay_address={handler.replay_address!r}, "
-        "rollover=1000)\nelapsed = time.monotonic() - started",
+        f"address={handler.address!r}, replay_address={handler.replay_address!r})\n"
+        "elapsed = time.monotonic() - started",
         "print(f'returned after {elapsed:.2f} s')\nassert elapsed < 10",
         # busy cells (no sleep): the plot's threads update it meanwhile
         "deadline = time.monotonic() + 30\n"
@@ -625,7 +485,7 @@ def _listening(port: int) -> list[str]:
 def test_server_refuses_foreign_origins_and_hosts_and_listens_on_loopback(tmp_path):
     """S6: by default only 127.0.0.1 listens; foreign Origin and Host headers get 403."""
     _bokeh()
-    with plot_server("i", "y", "--file", str(tmp_path / "later.jsonl")) as (_, url):
+    with plot_server("i", "y", "--file", str(tmp_path / "later.jsonl")) as (_, url, _):
         port = int(re.search(r":(\d+)/$", url).group(1))
         own = f"127.0.0.1:{port}"
         assert _get(port, own).endswith("200 OK")
