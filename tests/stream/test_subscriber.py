@@ -1032,6 +1032,41 @@ def test_publisher_bound_on_every_interface_announces_a_usable_address(publish, 
     assert sub.replayed == 5
 
 
+def test_ipc_replay_address_is_used_as_announced(publish, tmp_path):
+    """An ipc:// replay address is announced and used unchanged."""
+    handler, logger = publish(
+        address=f"ipc://{tmp_path}/stream", replay_address=f"ipc://{tmp_path}/replay", replay=10
+    )
+    log_range(logger, 1, 4)
+    handler.flush()
+    with subscribe(handler.address, timeout=10) as sub:
+        got = read_until(sub, 4)
+    assert_contiguous(got, 1, 4)
+    assert sub.replay_address == f"ipc://{tmp_path}/replay"
+    assert sub.replayed == 4
+
+
+@pytest.mark.parametrize(
+    "announced, connected, reached",
+    [
+        ("tcp://0.0.0.0:5556", "tcp://gpu-box:5557", "tcp://gpu-box:5556"),
+        ("tcp://*:5556", "tcp://10.0.0.7:5557", "tcp://10.0.0.7:5556"),
+        ("tcp://[::]:5556", "tcp://[fd00::7]:5557", "tcp://[fd00::7]:5556"),
+        ("tcp://0.0.0.0:5556", "tcp://eth0;gpu-box:5557", "tcp://eth0;gpu-box:5556"),
+        ("tcp://0.0.0.0:5556", "ipc:///tmp/stream", "tcp://127.0.0.1:5556"),
+        ("tcp://[::]:5556", "tcp://*:5557", "tcp://[::1]:5556"),
+        ("tcp://10.0.0.8:5556", "tcp://gpu-box:5557", "tcp://10.0.0.8:5556"),
+        ("tcp://127.0.0.1:5556", "tcp://127.0.0.1:5557", "tcp://127.0.0.1:5556"),
+        ("ipc:///tmp/replay", "tcp://gpu-box:5557", "ipc:///tmp/replay"),
+    ],
+)
+def test_announced_wildcard_host_becomes_the_host_connected_to(announced, connected, reached):
+    """Only a host meaning every interface is replaced, by the stream's host (or loopback)."""
+    from mimir.stream.transport import reachable_address
+
+    assert reachable_address(announced, connected) == reached
+
+
 def _old_publisher(context: Any) -> tuple[Any, str]:
     """A raw XPUB socket standing for a publisher from before announcements."""
     pub = context.socket(zmq.XPUB)
