@@ -1,16 +1,22 @@
-"""Analyse a log with pandas, after reading it with ``mimir.load`` or ``pandas.read_json``.
+"""Analyse a log with pandas: ``mimir.to_frame`` reads it as a table, one row per entry.
 
-Run with ``python examples/analyse_with_pandas.py``; it first writes a short
-synthetic run to ``run.jsonl`` in the current directory.
+Needs pandas, which Mímir installs with its ``pandas`` extra:
+``pip install "mimir-logger[pandas]"``. Run with
+``python examples/analyse_with_pandas.py``; it first writes a short synthetic run
+to ``run.jsonl`` in the current directory.
 """
 
 import math
 import pathlib
 import random
-
-import pandas
+import sys
 
 import mimir
+
+try:
+    import pandas
+except ImportError:
+    sys.exit('This example needs pandas: pip install "mimir-logger[pandas]"')
 
 # A run to analyse: training error every iteration, validation every 10th.
 path = pathlib.Path("run.jsonl")
@@ -24,11 +30,15 @@ with mimir.Logger(filename=path, formatter=None) as logger:
             entry["validation_error"] = entry["training_error"] + 0.05
         logger.log(entry)
 
-# Either way gives one row per entry and one column per key; keys missing from an
-# entry are NaN.
-frame = pandas.DataFrame(mimir.load(path))
+# One row per entry and one column per key (NaN where an entry lacks the key), plus
+# the run's name and its segment (which goes up where a restarted run starts over).
+# mimir.to_frame takes several logs, globs or folders at once, e.g. "runs/*.jsonl.gz";
+# pandas.read_json reads a single plain or compressed log the same way.
+frame = mimir.to_frame(path)
 same = pandas.read_json(path, lines=True)
-assert frame.shape == same.shape == (200, 3)
+assert list(frame.columns) == ["run", "segment", *same.columns]
+assert frame.shape == (200, 5)
+print(frame.groupby("run", observed=True)["training_error"].min())
 
 frame = frame.set_index("iteration")
 best = frame["training_error"].idxmin()
