@@ -296,7 +296,9 @@ class ProgressHandler(Handler):
     exactly from one thread; from several at once, CPython's GIL keeps the count
     right in practice.
 
-    Arguments (plain keywords, for :func:`logging.config.dictConfig`):
+    Its arguments are plain keywords, for :func:`logging.config.dictConfig`.
+
+    Args:
         stream: where to write; by default the ``sys.stdout`` of the moment of each
             line, as :class:`ConsoleHandler` (``"ext://sys.stderr"`` in dictConfig).
         interval: seconds between two redraws of the status line, at least.
