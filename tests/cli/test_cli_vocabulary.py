@@ -63,7 +63,10 @@ def _argv(option: str, address: str) -> list[str]:
 def test_an_address_without_a_scheme_means_tcp(option):
     """`localhost:5557` is read as `tcp://localhost:5557` wherever a stream address is taken."""
     args = cli.build_parser().parse_args(_argv(option, "localhost:5557"))
-    assert "tcp://localhost:5557" in vars(args).values()
+    values = []
+    for value in vars(args).values():  # an option that may be repeated holds a list
+        values.extend(value if type(value) is list else [value])
+    assert "tcp://localhost:5557" in values
 
 
 @pytest.mark.parametrize("option", sorted(ADDRESS_OPTIONS))
