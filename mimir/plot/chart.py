@@ -223,6 +223,25 @@ const digits = Math.max(0, decimals(step / 10 ** Math.floor(Math.log10(big))));
 return tick.toExponential(digits).replace("e+", "e");
 """
 
+# Ticks of elapsed seconds: 45 s, 1:30 (m:ss), 2:00:00 (h:mm:ss), on steps of 1, 2, 5,
+# 10, 15, 20 or 30 seconds, minutes or hours (see _duration_ticker).
+_DURATION_TICK_JS = """
+const finite = ticks.filter((t) => Number.isFinite(t));
+const big = Math.max(0, ...finite.map(Math.abs));
+const step = finite.length > 1 ? Math.abs(finite[1] - finite[0]) : 1;
+const pad = (v) => String(v).padStart(2, "0");
+const sign = tick < 0 ? "-" : "";
+const a = Math.abs(tick);
+if (big < 60) {
+  const digits = step >= 1 ? 0 : Math.min(6, Math.ceil(-Math.log10(step) - 1e-9));
+  return sign + a.toFixed(digits) + " s";
+}
+const whole = Math.round(a);
+const h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), sec = whole % 60;
+if (big < 3600) return `${sign}${m}:${pad(sec)}`;
+return `${sign}${h}:${pad(m)}` + (step % 60 === 0 ? "" : `:${pad(sec)}`);
+"""
+
 # Toggles: a line is visible when every group it belongs to (its run, its key) is shown.
 _GROUPS_JS = """
 for (const group of groups) {
@@ -271,43 +290,70 @@ const number = (v) => {
   if (a >= 1e-4 && a < 1e15) return String(Number(v.toPrecision(6)));
   return v.toExponential(4);
 };
-const at = (v) =>
-  time ? new Date(v).toISOString().replace("T", " ").replace(/\\.000Z$|Z$/, "") : number(v);
-const nearest = (xs, ys) => {
-  // the index of the point nearest cx, over segments split by non-finite rows
-  let best = -1, distance = Infinity, start = 0;
+const pad = (v) => String(v).padStart(2, "0");
+const duration = (v) => {
+  const sign = v < 0 ? "-" : "";
+  const a = Math.abs(v);
+  if (a < 60) return sign + String(Number(a.toPrecision(4))) + " s";
+  const whole = Math.round(a);
+  const h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), sec = whole % 60;
+  return sign + (h > 0 ? `${h}:${pad(m)}:${pad(sec)}` : `${m}:${pad(sec)}`);
+};
+const at = (v) => {
+  if (mode == "datetime")
+    return new Date(v).toISOString().replace("T", " ").replace(/\\.000Z$|Z$/, "");
+  return mode == "elapsed" ? duration(v) : number(v);
+};
+const segments = (source, xs, ys) => {
+  // [start, end) of the runs of finite rows; kept on the source while its data stays
   const n = xs.length;
-  const search = (lo, hi) => {
-    if (hi <= lo) return;
+  const key = [xs, ys, n, xs[0], xs[n - 1], ys[0], ys[n - 1]];
+  const cached = source._mimir_segments;
+  if (cached != null && cached.key.every((k, i) => Object.is(k, key[i]))) return cached.value;
+  const value = [];
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    if (!Number.isFinite(xs[i]) || ys[i] == null || !Number.isFinite(ys[i])) {
+      if (i > start) value.push([start, i]);
+      start = i + 1;
+    }
+  }
+  if (n > start) value.push([start, n]);
+  source._mimir_segments = {key, value};
+  return value;
+};
+const nearest = (xs, segs) => {
+  // [index, segment start] of the point nearest cx (binary search in each segment)
+  let best = [-1, 0], distance = Infinity;
+  for (const [lo, hi] of segs) {
     let a = lo, b = hi - 1;
     while (a < b) { const m = (a + b) >> 1; if (xs[m] < cx) a = m + 1; else b = m; }
     for (const i of [a - 1, a]) {
       if (i >= lo && i < hi) {
         const d = Math.abs(xs[i] - cx);
-        if (d <= distance) { distance = d; best = i; }
+        if (d <= distance) { distance = d; best = [i, lo]; }
       }
     }
-  };
-  for (let i = 0; i < n; i++) {
-    if (!Number.isFinite(xs[i]) || ys[i] == null || !Number.isFinite(ys[i])) {
-      search(start, i);
-      start = i + 1;
-    }
   }
-  search(start, n);
   return best;
 };
 const w = transform.args.weight;
+const smoothed_at = (ys, start, i) => {
+  // the smoothed value at i: the average from the segment's start (as smooth() does)
+  if (!(w > 0)) return ys[i];
+  let last = 0;
+  for (let j = start; j <= i; j++) last = w * last + (1 - w) * ys[j];
+  return last / (1 - Math.pow(w, i - start + 1));
+};
 const rows = [];
 const dx = [], dy = [], dc = [];
 for (const [run, key, source, renderer, color, dash] of lines) {
   if (!renderer.visible) continue;
   const xs = source.data.x, ys = source.data.y;
   if (xs == null || ys == null || xs.length == 0) continue;
-  const i = nearest(xs, ys);
+  const [i, start] = nearest(xs, segments(source, xs, ys));
   if (i < 0) continue;
-  const smoothed = w > 0 ? transform.v_compute(ys) : ys;
-  const y = smoothed[i];
+  const y = smoothed_at(ys, start, i);
   dx.push(xs[i]); dy.push(y); dc.push(color);
   rows.push([run, key, y, ys[i], xs[i], color, dash]);
 }
@@ -318,12 +364,14 @@ own_dots.data = {x: dx, y: dy, color: dc};
 const same = rows.every((r) => r[4] === rows[0][4]);
 const where = same ? rows[0][4] : cx;
 let html = `<div class="mimir-readout"><div><b>${escape(x_key)}</b> ${escape(at(where))}</div>`;
-html += "<table><tr><th></th><th>run</th><th>key</th>" + (w > 0 ? "<th>smoothed</th>" : "");
+const named = rows.some((r) => r[0] !== "");
+html += "<table><tr><th></th>" + (named ? "<th>run</th>" : "") + "<th>key</th>";
+html += w > 0 ? "<th>smoothed</th>" : "";
 html += "<th>value</th>" + (same ? "" : "<th>" + escape(x_key) + "</th>") + "</tr>";
 for (const [run, key, y, raw, x, color, dash] of rows) {
   const style = `display:inline-block;width:18px;border-top:3px ${dash};border-color:${color}`;
   html += `<tr><td><span style="${style}"></span></td>`;
-  html += `<td>${escape(run)}</td><td>${escape(key)}</td>`;
+  html += (named ? `<td>${escape(run)}</td>` : "") + `<td>${escape(key)}</td>`;
   if (w > 0) html += `<td>${escape(number(y))}</td>`;
   html += `<td>${escape(number(raw))}</td>` + (same ? "" : `<td>${escape(at(x))}</td>`) + "</tr>";
 }
@@ -346,6 +394,21 @@ def _dash_css(dash: Any) -> str:
         {"dashed": "dashed", "dotted": "dotted"}.get(dash, "solid")
         if isinstance(dash, str)
         else "dashed"
+    )
+
+
+def _duration_ticker() -> Any:
+    """Ticks of elapsed seconds at whole seconds, minutes and hours (1, 2, 5, 10, 15, 20, 30)."""
+    from bokeh.models import AdaptiveTicker, CompositeTicker
+
+    sixty = [1, 2, 5, 10, 15, 20, 30]
+    return CompositeTicker(
+        tickers=[
+            AdaptiveTicker(mantissas=[1, 2, 5], base=10, min_interval=1e-3, max_interval=1),
+            AdaptiveTicker(mantissas=sixty, base=60, min_interval=1, max_interval=30),
+            AdaptiveTicker(mantissas=sixty, base=60, min_interval=60, max_interval=1800),
+            AdaptiveTicker(mantissas=[*sixty, 60], base=60, min_interval=3600),
+        ]
     )
 
 
@@ -373,8 +436,10 @@ def build_chart(
             from ``ranges`` with :func:`panels_needed` (None; one panel when
             ``ranges`` is not given).
         title: of the chart (default: the keys).
-        x_axis: ``"linear"``, or ``"datetime"`` for x values in milliseconds since
-            the epoch (wall-clock time; no log-x toggle then).
+        x_axis: ``"linear"``; ``"datetime"`` for x values in milliseconds since the
+            epoch (wall-clock time, shown in UTC); ``"elapsed"`` for x values in
+            seconds since the start (shown as ``m:ss`` and ``h:mm:ss``). A time
+            axis has no log-x toggle.
         smoothing: the initial smoothing weight, in [0, 0.999].
         height: the height of each panel in pixels; None fills the container
             (the browser window) with the chart.
@@ -409,11 +474,11 @@ def build_chart(
         raise ValueError("give at least one (run, key) line to plot")
     if len(set(lines)) != len(lines):
         raise ValueError("each (run, key) line may be given once")
-    if x_axis not in ("linear", "datetime"):
-        raise ValueError(f"x_axis must be 'linear' or 'datetime', got {x_axis!r}")
+    if x_axis not in ("linear", "datetime", "elapsed"):
+        raise ValueError(f"x_axis must be 'linear', 'datetime' or 'elapsed', got {x_axis!r}")
     if not 0.0 <= smoothing <= 0.999:
         raise ValueError(f"smoothing must be in [0, 0.999], got {smoothing!r}")
-    time_axis = x_axis == "datetime"
+    time_axis = x_axis != "linear"
     if time_axis:
         log_x = False
     runs = list(dict.fromkeys(run for run, _ in lines))
@@ -434,7 +499,7 @@ def build_chart(
     smoother = CustomJSTransform(
         args={"weight": float(smoothing)}, v_func=_SMOOTH_JS, name="mimir:smoothing"
     )
-    x_range = DataRange1d(name="mimir:x_range")
+    x_range = DataRange1d(name="mimir:x_range", only_visible=True)
     sizing = (
         {"sizing_mode": "stretch_both"}
         if height is None
@@ -447,6 +512,7 @@ def build_chart(
     x_format_log = CustomJSTickFormatter(code=_TICK_JS, args={"log": True})
     y_format_lin = CustomJSTickFormatter(code=_TICK_JS, args={"log": False}, name="mimir:y_format")
     y_format_log = CustomJSTickFormatter(code=_TICK_JS, args={"log": True})
+    elapsed_format = CustomJSTickFormatter(code=_DURATION_TICK_JS, name="mimir:elapsed_format")
 
     sources: dict[tuple[str, str], Any] = {}
     raw: dict[tuple[str, str], Any] = {}
@@ -466,8 +532,8 @@ def build_chart(
         fig = figure(
             title=panel_title,
             x_range=x_range,
-            y_range=DataRange1d(),
-            x_axis_type="datetime" if time_axis else ("log" if log_x else "linear"),
+            y_range=DataRange1d(only_visible=True),
+            x_axis_type="datetime" if x_axis == "datetime" else ("log" if log_x else "linear"),
             y_axis_type="log" if log_y else "linear",
             x_axis_label=x_key if index == len(panel_keys) - 1 else None,
             y_axis_label=shown[0] if len(shown) == 1 else None,
@@ -480,7 +546,11 @@ def build_chart(
             **sizing,
         )
         fig.toolbar.logo = None
-        if not time_axis:
+        if x_axis == "elapsed":
+            fig.xaxis.ticker = _duration_ticker()
+            fig.xaxis.formatter = elapsed_format
+            fig.xgrid.ticker = fig.xaxis[0].ticker
+        elif not time_axis:
             fig.xaxis.formatter = x_format_log if log_x else x_format_lin
         fig.yaxis.formatter = y_format_log if log_y else y_format_lin
         span = Span(location=None, dimension="height", line_color="#888888", line_width=1)
@@ -603,7 +673,7 @@ def build_chart(
                 "lines": panel_lines,
                 "transform": smoother,
                 "x_key": x_key,
-                "time": time_axis,
+                "mode": x_axis,
             },
             code=_READOUT_JS,
         )

@@ -722,3 +722,39 @@ def test_screenshot_of_two_runs_compared(browser, tmp_path):
     if not DOCS_SCREENSHOT.exists() or os.environ.get("MIMIR_UPDATE_SCREENSHOT"):
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(screenshot, DOCS_SCREENSHOT)
+
+
+def test_elapsed_time_axis_ticks_and_readout_are_durations(browser, tmp_path):
+    """x_axis="elapsed": seconds since the start, ticked and read out as m:ss and h:mm:ss."""
+    from mimir.plot.chart import build_chart
+
+    chart = build_chart("elapsed", [("a", "loss")], x_axis="elapsed")
+    xs = [30.0 * i for i in range(300)]  # two and a half hours
+    chart.sources["a", "loss"].data = {"x": xs, "y": [1.0 / (1 + i) for i in range(300)]}
+    _open(browser, chart, tmp_path / "elapsed.html")
+    labels = browser.execute_script(
+        """
+        const axis = Bokeh.documents[0].get_model_by_name("mimir:figure:0").below[0];
+        const view = Bokeh.index.find_one(axis);
+        return axis.formatter.doFormat(view.tick_coords.major[0], {});
+        """
+    )
+    assert labels and all(":" in label for label in labels), labels
+    assert set(labels) <= {f"{h}:{m:02d}" for h in range(3) for m in range(0, 60, 5)}, labels
+    formatted = browser.execute_script(
+        """
+        const f = Bokeh.documents[0].get_model_by_name("mimir:elapsed_format");
+        return [f.doFormat([0, 15, 30, 45], {}), f.doFormat([0, 600, 1200], {}),
+                f.doFormat([3600, 5400, 7200], {}), f.doFormat([0, 0.5, 1], {})];
+        """
+    )
+    assert formatted == [
+        ["0 s", "15 s", "30 s", "45 s"],
+        ["0:00", "10:00", "20:00"],
+        ["1:00", "1:30", "2:00"],
+        ["0.0 s", "0.5 s", "1.0 s"],
+    ]
+    _hover(browser, 3690.0)
+    text = _until(browser, lambda: "1:01:30" in (t := _readout(browser)) and t, "the readout")
+    assert "<th>run</th>" in text
+    assert _problems(browser) == []
