@@ -63,7 +63,7 @@ def test_heartbeat_round_trip():
 
 
 def _decode_stream_before_announcements(frames: Sequence[bytes]) -> tuple[bytes, bytes, object]:
-    """decode_stream as released before announcements (0.1), kept to check compatibility."""
+    """decode_stream as it was before announcements, kept to check compatibility."""
     header = frames[0] if frames else b""
     kind = header[:1]
     if len(header) == 33:
