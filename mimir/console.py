@@ -16,6 +16,7 @@ from typing import Any
 
 from pythonjsonlogger import defaults as _pjl
 
+from mimir import _fork
 from mimir._handler import Handler
 
 __all__ = ["ConsoleFormatter", "ConsoleHandler", "ProgressHandler", "render_entry"]
@@ -341,11 +342,18 @@ class ProgressHandler(Handler):
         self.every = every
         self.every_seconds = float(every_seconds)
         self.width = width
+        #: True once the reader of the output went away (a broken pipe).
+        self.closed_by_reader = False
+        self._start()
+        self._backoff = 0.0
+        self._closed = False
+        _fork.reset_after_fork(self)
+
+    def _start(self) -> None:
+        """Start from no entries and nothing drawn."""
         #: Entries received so far, and the newest one.
         self.count = 0
         self.latest: Mapping[str, Any] | None = None
-        #: True once the reader of the output went away (a broken pipe).
-        self.closed_by_reader = False
         #: The schedule of the hot path: :meth:`due` is called when ``count`` reaches
         #: ``due_count`` or ``clock()`` reaches ``due_time``.
         self.due_count = 1
@@ -355,13 +363,16 @@ class ProgressHandler(Handler):
         self._drawn_on: Any = None  # the terminal stream whose status line is not ended yet
         self._status = ""  # the status line last drawn
         self._shown = 0  # the count last shown
-        self._next_line_count = every or _NEVER
+        self._next_line_count = self.every or _NEVER
         self._next_line_time: float | None = None
         self._first: tuple[float, int] | None = None  # clock and count at the first draw
         self._last: tuple[float, int] = (0.0, 0)  # clock and count at the last rate
         self._rate: float | None = None
-        self._backoff = 0.0
-        self._closed = False
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's entries and status line are the parent's to show: a child
+        # starts from none, and prints nothing at exit unless it logs entries itself.
+        self._start()
 
     # -- the hot path ------------------------------------------------------------------
 

@@ -509,3 +509,26 @@ def test_dictconfig_builds_the_progress_console(capsys):
     handler.close()
     lines = capsys.readouterr().out.splitlines()
     assert [line.rsplit("i=", 1)[1] for line in lines] == ["3", "7", "8"]
+
+
+def test_a_forked_child_does_not_repeat_the_parents_line(tmp_path):
+    """A child process starts from no entries: closing there prints nothing of the parent's."""
+    path = tmp_path / "progress.txt"
+    with open(path, "w", encoding="utf-8") as stream:
+        handler = ProgressHandler(stream=stream, every=0, every_seconds=0)
+        for i in range(5):
+            handler.add_entry({"i": i})
+        pid = os.fork()
+        if pid == 0:  # the child: what logging.shutdown() would do at its exit
+            code = 1
+            try:
+                handler.close()
+                code = 0 if handler.count == 0 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        handler.close()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("5 entries")
