@@ -415,10 +415,12 @@ class Column:
     """The values of one key in a run: ``values[i]`` is that of entry ``rows[i]``.
 
     Entries without the key have no place in it, so a key logged every 100th
-    iteration costs 1/100th of the memory. ``rows`` is a :class:`range` when every
-    entry has the key. ``values`` is an ``array('q')`` when they are all integers,
-    an ``array('d')`` when they are all numbers (NaN and infinities included), and a
-    list otherwise (strings, None for JSON null, lists, dicts).
+    iteration costs 1/100th of the memory. ``rows`` is a :class:`range` when the
+    entries with the key follow each other (``range(run.length)`` when every entry
+    has it), an ``array('q')`` otherwise. ``values`` is an ``array('q')`` when they
+    are all integers (of up to 53 bits), an ``array('d')`` when they are all numbers
+    (NaN and infinities included; integers then become floats), and a list otherwise
+    (strings, booleans, None for JSON null, lists, dicts).
     """
 
     rows: Sequence[int]
@@ -450,16 +452,20 @@ class _ColumnBuilder:
 
     def extend(self, first: int, values: list[Any]) -> None:
         """Add ``values``, those of rows ``first``, ``first + 1`` ... (``_MISSING``: none)."""
-        present = values
         if _MISSING in values:  # identity first: a fast scan
-            rows = [first + i for i, value in enumerate(values) if value is not _MISSING]
-            present = [value for value in values if value is not _MISSING]
-            self._sparse().extend(rows)
-        elif self.rows is not None:
-            self.rows.extend(range(first, first + len(values)))
-        elif first != self.start + len(self.values):  # rows skipped between chunks
-            self._sparse().extend(range(first, first + len(values)))
-        self._add(present)
+            rows: Sequence[int] = [first + i for i, v in enumerate(values) if v is not _MISSING]
+            values = [value for value in values if value is not _MISSING]
+            if rows[-1] - rows[0] + 1 == len(rows):  # still one stretch of rows
+                rows = range(rows[0], rows[-1] + 1)
+        else:
+            rows = range(first, first + len(values))
+        if not self.values:
+            self.start = rows[0]
+        if self.rows is not None:
+            self.rows.extend(rows)
+        elif not isinstance(rows, range) or rows.start != self.start + len(self.values):
+            self._sparse().extend(rows)  # rows skipped: they are listed from now on
+        self._add(values)
 
     def _sparse(self) -> array[int]:
         if self.rows is None:
@@ -517,13 +523,22 @@ class Run:
         """Raise :class:`UnknownKeyError` unless every entry key of ``wanted`` is in the run."""
         check_keys(wanted, self.found, self.where)
 
+    def _column(self, key: str) -> Column:
+        """The column of ``key``; an error saying why if there is none."""
+        column = self.columns.get(key)
+        if column is None:
+            self.check_keys([key])
+            raise ValueError(
+                f"the key {key!r} of {self.where} was not loaded"
+                " (load_runs(keys=...) leaves out the keys not named, and the source key"
+                " of a collected log)"
+            )
+        return column
+
     def column(self, key: str, missing: Any = None) -> list[Any]:
         """The value of ``key`` for every entry, ``missing`` where an entry lacks it."""
-        col = self.columns.get(key)
-        if col is None:
-            self.check_keys([key])
-            return [missing] * self.length
-        if isinstance(col.rows, range):
+        col = self._column(key)
+        if col.rows == range(self.length):
             return list(col.values)
         dense = [missing] * self.length
         for row, value in zip(col.rows, col.values, strict=True):
@@ -532,17 +547,11 @@ class Run:
 
     def xy(self, x: str | None, y: str) -> tuple[list[Any], list[Any]]:
         """The (x, y) pairs of the entries that have both keys; x None: the entry index."""
-        ycol = self.columns.get(y)
-        if ycol is None:
-            self.check_keys([y])
-            return [], []
+        ycol = self._column(y)
         if x is None:
             return list(ycol.rows), list(ycol.values)
-        xcol = self.columns.get(x)
-        if xcol is None:
-            self.check_keys([x])
-            return [], []
-        if isinstance(xcol.rows, range):
+        xcol = self._column(x)
+        if xcol.rows == range(self.length):
             xvalues = xcol.values
             return [xvalues[row] for row in ycol.rows], list(ycol.values)
         at = dict(zip(xcol.rows, xcol.values, strict=True))
@@ -558,11 +567,8 @@ class Run:
         if x is None:
             indices = range(self.length)
             return indices, indices
-        col = self.columns.get(x)
-        if col is None:
-            self.check_keys([x])
-            return range(0), []
-        return col.rows, col.values
+        column = self._column(x)
+        return column.rows, column.values
 
     def segment_starts(self, x: str | None) -> list[int]:
         """The entries (indices in the run) where x goes backwards, after a leading 0."""

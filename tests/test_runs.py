@@ -260,6 +260,24 @@ def test_load_runs_keeps_numbers_in_compact_columns(tmp_path: Path) -> None:
     assert list(run.entries()) == entries
 
 
+def test_columns_that_start_late_or_stop_early(tmp_path: Path) -> None:
+    """A key logged from some entry on, or up to one, keeps its rows across chunks of entries."""
+    count = 10_000  # more than one chunk of entries
+    entries = [
+        {"i": i} | ({"late": i * 2} if i >= 3 else {}) | ({"early": 0.5} if i < 5000 else {})
+        for i in range(count)
+    ]
+    (run,) = load_runs([write_log(tmp_path / "run.jsonl", entries)])
+    assert run.columns["late"].rows == range(3, count)
+    assert run.columns["early"].rows == range(0, 5000)
+    assert run.column("late")[:4] == [None, None, None, 6]
+    assert run.column("early", missing=-1)[4999:5001] == [0.5, -1]
+    assert run.xy("i", "late")[0][:2] == [3, 4]
+    assert run.xy("late", "early")[0][:2] == [6, 8]
+    with pytest.raises(ValueError, match=r"'i' of .* was not loaded"):
+        load_runs([tmp_path / "run.jsonl"], keys=["late"])[0].column("i")
+
+
 def test_load_runs_reads_nan_infinity_and_huge_integers_as_json_does(tmp_path: Path) -> None:
     """NaN and infinities (as Mímir writes them) and integers beyond 64 bits keep their values."""
     path = tmp_path / "odd.jsonl"
