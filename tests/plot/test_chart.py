@@ -695,7 +695,7 @@ def test_screenshot_of_two_runs_compared(browser, tmp_path):
             values = entry(i)
             for key, points in columns.items():
                 if key in values:
-                    wobble = 0.02 * math.sin(i * 7.31 + shift * 50) * math.cos(i * 2.17)
+                    wobble = 0.035 * math.sin(i * 7.31 + shift * 50) * math.cos(i * 2.17)
                     points["x"].append(i)
                     points["y"].append(values[key] * (1 + shift) + wobble)
         return columns
