@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import numbers
@@ -451,7 +452,8 @@ class ProgressHandler(Handler):
         stream = self.stream if self.stream is not None else sys.stdout
         info = self._output_info
         if info is None or info[0] is not stream:
-            self._end_status()  # a status line left on another stream
+            with contextlib.suppress(Exception):  # that stream may be gone: no matter
+                self._end_status()  # a status line left on another stream
             info = self._output_info = (stream, _is_terminal(stream), _ellipsis(stream))
         return info
 

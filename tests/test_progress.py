@@ -532,3 +532,18 @@ def test_a_forked_child_does_not_repeat_the_parents_line(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("5 entries")
+
+
+def test_a_new_standard_output_ends_the_line_on_the_old_one():
+    """With sys.stdout replaced, the status line left on the old terminal is ended there."""
+    first, second = FakeTerminal(), FakeTerminal()
+    handler = ProgressHandler(width=80)
+    with contextlib.redirect_stdout(first):
+        handler.add_entry({"i": 0})
+    with contextlib.redirect_stdout(second):
+        handler.clock = lambda: 1e9  # the next entry is due at once
+        handler.add_entry({"i": 1})
+        handler.close()
+    assert first.getvalue() == "\r1 entry  i=0" + ERASE + "\n"
+    assert redraws(second.getvalue())[-1].startswith("2 entries")
+    assert second.getvalue().endswith("i=1" + ERASE + "\n")
