@@ -410,6 +410,57 @@ def test_notebook_plot_updates_while_later_cells_run(publisher):
         assert run(4).strip() == "None"
 
 
+def test_notebook_plot_of_two_streams_shows_its_warnings_with_the_plot(publishers):
+    """Two addresses are two runs; a gap and a misspelt key are told under the plot, in its
+    own cell, never in a later cell's output."""
+    _bokeh()
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    (first, log_first), (second, log_second) = publishers("nb1"), publishers("nb2")
+    for i in range(1500):  # more than the 1000 replayed: the start is a gap
+        log_first.info(entry(i))
+    for i in range(100):
+        log_second.info(entry(i))
+    cells = [
+        "import time\nimport mimir.plot\nstarted = time.monotonic()\n"
+        "plot = mimir.plot.notebook_plot('iteration', 'training_error', "
+        f"address=[{first.address!r}, {second.address!r}], names=['long', 'short'])\n"
+        "elapsed = time.monotonic() - started\n"
+        "wrong = mimir.plot.notebook_plot('iteration', 'trainig_error', "
+        f"address={second.address!r})",
+        "deadline = time.monotonic() + 30\n"
+        "while time.monotonic() < deadline and not (plot.points('training_error', 'long') >= 1000"
+        " and plot.points('training_error', 'short') >= 100 and plot.messages"
+        " and wrong.received >= 100):\n    sum(range(10_000))\n"
+        "print(plot.points('training_error', 'long'), plot.points('training_error', 'short'))",
+        "deadline = time.monotonic() + 30\n"
+        "messages = lambda p: p.figure.select_one({'name': 'mimir:messages'}).text\n"
+        "while time.monotonic() < deadline and not ('Gap' in messages(plot)"
+        " and 'did you mean' in messages(wrong)):\n    sum(range(10_000))\n"
+        "print(messages(plot))\nprint(messages(wrong))",
+        "plot.stop()\nwrong.stop()\nprint(elapsed < 5, plot.error, wrong.error)",
+    ]
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    client = nbclient.NotebookClient(
+        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
+    client.execute()
+    outputs = [
+        "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+        for cell in notebook.cells
+    ]
+    errors = [o.get("text", "") for cell in notebook.cells[1:] for o in cell.outputs
+              if o.get("name") == "stderr"]  # fmt: skip
+    assert outputs[1].strip() == "1000 100"
+    assert "StreamGapWarning" in outputs[2]
+    assert "no entry of the entries received from" in outputs[2]
+    assert "did you mean &#x27;training_error&#x27;?" in outputs[2]
+    assert outputs[3].strip() == "True None None"
+    assert not any("Warning" in error for error in errors), errors
+
+
 def test_example_notebook_runs(tmp_path):
     """examples/live_plot.ipynb runs top to bottom in a real kernel."""
     _bokeh()
