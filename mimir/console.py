@@ -294,9 +294,9 @@ class ProgressHandler(Handler):
 
     Logging an entry costs O(1) whatever its size: the entry is kept as it is (not
     copied), a counter is bumped and a monotonic clock is read. Values are
-    formatted only when a line is due, on the logging thread. Entries are counted
-    exactly from one thread; from several at once, CPython's GIL keeps the count
-    right in practice.
+    formatted only when a line is due, on the logging thread. The count takes no
+    lock: entries logged by several threads at the same instant may, rarely, be
+    counted as one.
 
     Its arguments are plain keywords, for :func:`logging.config.dictConfig`.
 
@@ -380,7 +380,7 @@ class ProgressHandler(Handler):
     def add_entry(self, entry: Mapping[str, Any]) -> None:
         """Take one entry (kept, not copied) and draw if a line is due. Never raises.
 
-        These four steps are the whole per-entry cost, and public so that a caller
+        These steps are the whole per-entry cost, and public so that a caller
         that must save the cost of this call may run them inline, as
         :class:`mimir.Logger` does: ``latest = entry``, ``count += 1``, and
         :meth:`due` if ``count >= due_count or clock() >= due_time``.
@@ -421,6 +421,9 @@ class ProgressHandler(Handler):
 
     def _update(self, now: float) -> None:
         """Draw or print what is due at ``now`` and plan the next time (lock held)."""
+        if self.closed_by_reader:
+            self.due_count, self.due_time = _NEVER, math.inf
+            return
         self._closed = False  # entries after close() start a new line, ended at the next close
         if self._first is None:
             self._first = self._last = (now, self.count)
@@ -567,7 +570,8 @@ class ProgressHandler(Handler):
                 except Exception:
                     self._drawn_on = None
                     self.report(f"{type(self).__name__} could not write its last line")
-                self.due_count = 0  # the next entry, if any, reopens
+                if not self.closed_by_reader:
+                    self.due_count = 0  # the next entry, if any, reopens
         super().close()
 
     def _finish(self) -> None:

@@ -377,6 +377,9 @@ def test_a_broken_pipe_stops_drawing_with_one_note(capsys):
         if i % 100 == 0:
             time.sleep(0.002)
     handler.close()
+    for i in range(100):  # entries after close() do not try again either
+        handler.add_entry({"i": i})
+    handler.close()
     assert stream.writes == 1
     assert handler.failures == 1
     assert handler.closed_by_reader
