@@ -55,8 +55,9 @@ def to_frame(
     1, 2 ... each time ``x`` goes backwards within a run: a run restarted into the
     same log), then one per key, in the order the keys first appear. ``x`` defaults
     to ``iteration``, else ``step``, else ``epoch`` (a run with none of them is one
-    segment); a key given that a run lacks raises
-    :class:`mimir.runs.UnknownKeyError`. ``keys`` keeps only those keys (and ``x``).
+    segment, as is a run without ``x``). ``keys`` keeps only those keys (and ``x``).
+    A key given (``keys``, ``x``) that no run has raises
+    :class:`mimir.runs.UnknownKeyError`, which lists the keys found.
     An entry without a key has NaN there (None in a column of text), as in
     ``pandas.DataFrame(mimir.load(path))``. ``run_column`` and ``segment_column``
     rename the two added columns, e.g. when entries have a key ``run``.
@@ -80,11 +81,12 @@ def to_frame(
         source_key=source_key,
         errors=errors,
     )
+    asked = [*(keys or ()), *([x] if x is not None else [])]
+    if asked:  # a key some runs lack is fine (NaN there); one that none has is a mistake
+        found = set().union(*(run.found for run in runs))
+        where = runs[0].where if len(runs) == 1 else f"the {len(runs)} runs"
+        check_keys(asked, found, where)
     for run in runs:
-        if keys is not None:
-            check_keys(list(keys), run.found, run.where)
-        if x is not None:
-            run.check_keys([x])
         clash = {run_column, segment_column} & set(run.columns)
         if clash:
             raise ValueError(
@@ -115,7 +117,7 @@ def _run_frame(
     """One run's rows: its segment numbers, then its columns, each the run's length."""
     length = run.length
     segments = numpy.zeros(length, dtype="int64")
-    key = x if x is not None else default_x(run.found)
+    key = x if x is not None else default_x(run.columns)
     if key is not None and key in run.columns:
         for start in run.segment_starts(key)[1:]:
             segments[start:] += 1

@@ -76,10 +76,16 @@ def test_to_frame_names_globs_keys_and_x(runs: Path) -> None:
     frame = mimir.to_frame([str(runs / "*.gz"), runs / "a.jsonl"], names=["B", "A"], keys=["loss"])
     assert list(frame.columns) == ["run", "segment", "loss"]
     assert list(frame["run"].cat.categories) == ["B", "A"]
-    with pytest.raises(UnknownKeyError, match="did you mean 'iteration'"):
+    with pytest.raises(UnknownKeyError) as caught:
         mimir.to_frame(runs, x="iteraton")
-    with pytest.raises(UnknownKeyError, match="has the key 'los'"):
-        mimir.to_frame(runs, keys=["los"])
+    assert str(caught.value) == (
+        "no entry of the 2 runs has the key 'iteraton'; keys found: iteration, loss, phase,"
+        " val; did you mean 'iteration'?"
+    )
+    with pytest.raises(UnknownKeyError, match=f"no entry of {runs / 'a.jsonl'} has the key 'los'"):
+        mimir.to_frame(runs / "a.jsonl", keys=["los"])
+    only_a = mimir.to_frame(runs, keys=["val"])  # in one run only: NaN in the other
+    assert only_a["val"].isna().tolist() == [True, False, True, False, True, True, True]
 
 
 def test_restarted_run_gets_a_second_segment(tmp_path: Path) -> None:
