@@ -17,9 +17,9 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
-from mimir.runs import Run, default_x, load_runs
+from mimir.runs import Run, check_keys, default_x, load_runs
 
-__all__ = ["format_json", "format_table", "summarize", "summarize_logs"]
+__all__ = ["check_x", "format_json", "format_table", "summarize", "summarize_logs"]
 
 
 def _is_number(value: Any) -> bool:
@@ -48,12 +48,14 @@ def _stats(values: Sequence[Any]) -> dict[str, Any] | None:
     }
 
 
-def summarize(run: Run, x: str | None = None) -> dict[str, Any]:
+def summarize(run: Run, x: str | None = None, *, require_x: bool = True) -> dict[str, Any]:
     """The summary of one run, as a dict that :func:`format_json` writes as it is.
 
     ``x`` is the key whose range is given; None picks ``iteration``, else ``step``,
     else ``epoch`` (:func:`mimir.runs.default_x`), else the entry index (``"key":
-    None``). A key given that no entry has raises :class:`mimir.runs.UnknownKeyError`.
+    None``). A key given that no entry has raises :class:`mimir.runs.UnknownKeyError`;
+    with ``require_x=False`` its range is None instead (``"min": None, "max": None``),
+    for runs compared with others that have it.
 
     ``{"run", "path", "source", "entries", "x": {"key", "min", "max", "segments"},
     "keys": {key: {"count", "nan", "min", "max", "last"}}, "other_keys": [...]}``:
@@ -63,12 +65,12 @@ def summarize(run: Run, x: str | None = None) -> dict[str, Any]:
     infinity is a value like another), ``last`` is the last number, NaN or not.
     ``other_keys`` are the keys never holding a number (text, lists, null).
     """
-    if x is not None:
+    if x is None:
+        x = default_x(run.columns)
+    elif require_x:
         run.check_keys([x])
-    else:
-        x = default_x(run.found)
-    _, xs = run.x_values(x)
-    xstats = _stats(xs) if run.length else None
+    has_x = x is None or x in run.columns
+    xstats = _stats(run.x_values(x)[1]) if run.length and has_x else None
     keys: dict[str, Any] = {}
     other: list[str] = []
     for key, column in run.columns.items():
@@ -86,7 +88,7 @@ def summarize(run: Run, x: str | None = None) -> dict[str, Any]:
             "key": x,
             "min": xstats["min"] if xstats else None,
             "max": xstats["max"] if xstats else None,
-            "segments": len(run.segment_starts(x)) if run.length else 0,
+            "segments": len(run.segment_starts(x if has_x else None)) if run.length else 0,
         },
         "keys": keys,
         "other_keys": other,
@@ -102,9 +104,22 @@ def summarize_logs(
     source_key: str = "source",
     errors: str = "strict",
 ) -> list[dict[str, Any]]:
-    """:func:`summarize` each run of the logs ``specs`` names (see :func:`mimir.runs.load_runs`)."""
+    """:func:`summarize` each run of the logs ``specs`` names (see :func:`mimir.runs.load_runs`).
+
+    An ``x`` key that some runs lack gives them no x range; one that no run has
+    raises :class:`mimir.runs.UnknownKeyError`.
+    """
     runs = load_runs(specs, names, split_source=split_source, source_key=source_key, errors=errors)
-    return [summarize(run, x) for run in runs]
+    if x is not None:
+        check_x(runs, x)
+    return [summarize(run, x, require_x=False) for run in runs]
+
+
+def check_x(runs: Sequence[Run], x: str) -> None:
+    """Raise :class:`mimir.runs.UnknownKeyError` if no run has the key ``x``."""
+    if runs:
+        where = runs[0].where if len(runs) == 1 else f"the {len(runs)} runs"
+        check_keys([x], set().union(*(run.found for run in runs)), where)
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -170,11 +185,12 @@ def _header(summary: dict[str, Any]) -> str:
     x = summary["x"]
     key = x["key"] if x["key"] is not None else "entry index"
     if x["min"] is None:
-        text += f", {key} not a number"
+        text += f", no numbers under {key}"
     else:
         text += f", {key} {_number(x['min'])} to {_number(x['max'])}"
     if x["segments"] > 1:
-        text += f" in {x['segments']} segments (the run was restarted)"
+        back = x["segments"] - 1
+        text += f" in {x['segments']} segments ({key} goes back {back} time{'s' * (back > 1)})"
     return text
 
 

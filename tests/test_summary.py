@@ -142,11 +142,32 @@ def test_names_x_and_segments(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     log(path, [{"step": s, "epoch": s // 2, "loss": 1.5} for s in range(2, 6)])  # restarted
     assert main(["summary", str(path), "--name", "first try", "--x", "epoch"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"first try: {path}, 10 entries, epoch 0 to 2 in 2 segments (the run was restarted)"
+        f"first try: {path}, 10 entries, epoch 0 to 2 in 2 segments (epoch goes back 1 time)"
     )
     (summary,) = summarize_logs([path])
     assert summary["x"] == {"key": "step", "min": 0, "max": 5, "segments": 2}
     assert summary["keys"]["loss"] == {"count": 10, "nan": 0, "min": 1.5, "max": 9, "last": 1.5}
+
+
+def test_x_key_in_some_runs_only(two_runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--x a key one run lacks: that run has no x range; a key no run has is status 2."""
+    assert main(["summary", "runs", "--x", "validation_error"]) == 0
+    headers = [line for line in capsys.readouterr().out.splitlines() if line[:1] != " "]
+    assert headers == [
+        "baseline: runs/baseline.jsonl, 5 entries, validation_error 0.2 to 0.6"
+        " in 2 segments (validation_error goes back 1 time)",
+        "",
+        "lr_high: runs/lr_high.jsonl.gz, 3 entries, no numbers under validation_error",
+    ]
+    assert main(["summary", "runs", "--x", "phase"]) == 0  # text: no range either
+    assert "3 entries, no numbers under phase" in capsys.readouterr().out
+    assert main(["summary", "runs", "--x", "epoch"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "mimir summary: error: no entry of the 2 runs has the key 'epoch'; keys found:"
+        " grad_norm, iteration, phase, training_error, validation_error\n"
+    )
 
 
 def test_entry_index_when_no_x_key(tmp_path: Path) -> None:

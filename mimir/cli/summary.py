@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from mimir.reader import MalformedLogError, PartialReadWarning
-from mimir.runs import UnknownKeyError, find_logs, load_runs, run_names
-from mimir.summary import format_json, format_table, summarize
+from mimir.runs import Run, UnknownKeyError, find_logs, load_runs, run_names
+from mimir.summary import check_x, format_json, format_table, summarize
 
 __all__ = ["add_parser", "build_parser", "main", "run"]
 
@@ -26,7 +26,8 @@ for its .jsonl and .jsonl.gz files), the number of entries, the range of the x k
 number of segments (a run restarted into the same log starts a new one), then for
 each numeric key its count, minimum, maximum and last value. A log collected from
 many processes (mimir collect) gives one run per source. Exit status: 0, 1 if a log
-cannot be read, 2 for a wrong argument (a spec that matches nothing, an unknown key).
+cannot be read, 2 for a wrong argument (a spec that matches nothing, an --x key no
+run has).
 """
 
 
@@ -98,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     """Carry out ``mimir summary``; return the exit status.
 
     Every log that can be read is summarized; each one that cannot is reported on
-    standard error (status 1; 2 when the argument was wrong: ``--x`` names a key that
-    a run lacks).
+    standard error (status 1). A wrong argument (a spec that matches nothing, an
+    ``--x`` key that no run has) is status 2, with nothing summarized.
     """
     try:
         paths = find_logs(args.files)
@@ -108,13 +109,13 @@ def run(args: argparse.Namespace) -> int:
         _say("error", error)
         return 2
     status = 0
-    summaries: list[dict[str, Any]] = []
+    runs: list[Run] = []
     errors = "partial" if args.partial else "strict"
     for path, name in zip(paths, names, strict=True):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", PartialReadWarning)
-                runs = load_runs(
+                runs += load_runs(
                     [path],
                     [name],
                     split_source=not args.no_split,
@@ -123,14 +124,16 @@ def run(args: argparse.Namespace) -> int:
                 )
             for warning in caught:
                 _say("warning", warning.message)
-            for one in runs:
-                summaries.append(summarize(one, args.x))
-        except UnknownKeyError as error:
-            _say("error", error)
-            status = 2
         except (OSError, MalformedLogError) as error:
             _say("error", error)
-            status = max(status, 1)
+            status = 1
+    if args.x is not None:
+        try:
+            check_x(runs, args.x)
+        except UnknownKeyError as error:
+            _say("error", error)
+            return 2
+    summaries = [summarize(one, args.x, require_x=False) for one in runs]
     out = sys.stdout
     out.write(format_json(summaries) if args.json else format_table(summaries))
     out.flush()
