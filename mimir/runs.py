@@ -195,7 +195,11 @@ def find_logs(specs: Sequence[str | os.PathLike[str]]) -> list[Path]:
         if path.is_dir():
             matches = _folder_logs(path)
             if not matches:
-                raise FileNotFoundError(f"{text}: the folder holds no .jsonl or .jsonl.gz file")
+                deeper = any(path.rglob("*.jsonl")) or any(path.rglob("*.jsonl.gz"))
+                hint = f" (its subfolders do: {os.path.join(text, '**', '*.jsonl*')!r})"
+                raise FileNotFoundError(
+                    f"{text}: the folder holds no .jsonl or .jsonl.gz file{hint if deeper else ''}"
+                )
         elif os.path.lexists(text):
             matches = [path]
         elif _GLOB_CHARS & set(text):
@@ -576,12 +580,17 @@ class Run:
         return [0] + [rows[i] for i in segment_starts(values)[1:]]
 
     def entries(self) -> Iterator[dict[str, Any]]:
-        """The entries as dicts again, in order (with the keys that were loaded)."""
-        rows: list[dict[str, Any]] = [{} for _ in range(self.length)]
-        for key, col in self.columns.items():
-            for row, value in zip(col.rows, col.values, strict=True):
-                rows[row][key] = value
-        return iter(rows)
+        """The entries as dicts again, one at a time, in order (with the keys loaded)."""
+        cursors = [[key, iter(col.rows), iter(col.values), -1] for key, col in self.columns.items()]
+        for cursor in cursors:
+            cursor[3] = next(cursor[1], -1)
+        for row in range(self.length):
+            entry = {}
+            for cursor in cursors:
+                if cursor[3] == row:
+                    entry[cursor[0]] = next(cursor[2])
+                    cursor[3] = next(cursor[1], -1)
+            yield entry
 
 
 class _RunBuilder:

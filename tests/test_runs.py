@@ -92,6 +92,19 @@ def test_find_logs_names_a_spec_that_matches_nothing(
     assert str(caught.value) == message
 
 
+def test_find_logs_points_to_the_logs_of_subfolders(tmp_path: Path) -> None:
+    """A folder whose logs are all in subfolders says how to name them."""
+    write_log(tmp_path / "sweep" / "lr0.1" / "run.jsonl.gz", training(1))
+    with pytest.raises(FileNotFoundError) as caught:
+        find_logs([tmp_path / "sweep"])
+    pattern = f"{tmp_path / 'sweep'}/**/*.jsonl*"
+    assert str(caught.value) == (
+        f"{tmp_path / 'sweep'}: the folder holds no .jsonl or .jsonl.gz file"
+        f" (its subfolders do: {pattern!r})"
+    )
+    assert find_logs([pattern]) == [tmp_path / "sweep" / "lr0.1" / "run.jsonl.gz"]
+
+
 def test_find_logs_refuses_a_single_string() -> None:
     """find_logs("run.jsonl") would iterate over characters: it is a TypeError instead."""
     with pytest.raises(TypeError, match="sequence of paths"):
@@ -258,6 +271,7 @@ def test_load_runs_keeps_numbers_in_compact_columns(tmp_path: Path) -> None:
     assert run.column("validation")[:3] == [None, None, 0.2]
     assert run.xy("iteration", "validation") == ([2, 5, 8], [0.2, 0.5, 0.8])
     assert list(run.entries()) == entries
+    assert next(run.entries()) == entries[0]  # one at a time
 
 
 def test_columns_that_start_late_or_stop_early(tmp_path: Path) -> None:
