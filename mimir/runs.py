@@ -195,10 +195,14 @@ def find_logs(specs: Sequence[str | os.PathLike[str]]) -> list[Path]:
         if path.is_dir():
             matches = _folder_logs(path)
             if not matches:
-                deeper = any(path.rglob("*.jsonl")) or any(path.rglob("*.jsonl.gz"))
-                hint = f" (its subfolders do: {os.path.join(text, '**', '*.jsonl*')!r})"
+                deeper = [
+                    repr(os.path.join(text, "**", pattern))
+                    for pattern in _FOLDER_PATTERNS
+                    if any(path.rglob(pattern))
+                ]
+                hint = f" (its subfolders do: {' and '.join(deeper)})" if deeper else ""
                 raise FileNotFoundError(
-                    f"{text}: the folder holds no .jsonl or .jsonl.gz file{hint if deeper else ''}"
+                    f"{text}: the folder holds no .jsonl or .jsonl.gz file{hint}"
                 )
         elif os.path.lexists(text):
             matches = [path]

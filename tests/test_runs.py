@@ -97,7 +97,7 @@ def test_find_logs_points_to_the_logs_of_subfolders(tmp_path: Path) -> None:
     write_log(tmp_path / "sweep" / "lr0.1" / "run.jsonl.gz", training(1))
     with pytest.raises(FileNotFoundError) as caught:
         find_logs([tmp_path / "sweep"])
-    pattern = f"{tmp_path / 'sweep'}/**/*.jsonl*"
+    pattern = f"{tmp_path / 'sweep'}/**/*.jsonl.gz"
     assert str(caught.value) == (
         f"{tmp_path / 'sweep'}: the folder holds no .jsonl or .jsonl.gz file"
         f" (its subfolders do: {pattern!r})"
