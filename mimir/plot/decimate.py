@@ -85,10 +85,17 @@ def m4(xs: Any, ys: Any, x0: float, x1: float, columns: int) -> Any:
         np.clip(column, 0, columns - 1, out=column)
     starts = np.flatnonzero(np.diff(column)) + 1
     starts = np.concatenate(([0], starts))
-    ends = np.concatenate((starts[1:], [count])) - 1
-    order = np.lexsort((ys, column))  # by column, then y: a column's lowest first
-    keep = np.concatenate((starts, ends, order[starts], order[ends]))
-    return np.unique(keep)
+    counts = np.diff(np.concatenate((starts, [count])))
+    group = np.repeat(np.arange(len(starts)), counts)  # each point's column, numbered
+    ys = np.asarray(ys)
+    keep = [starts, starts + counts - 1]
+    for reduce in (np.minimum, np.maximum):  # the first point at each column's extreme
+        extreme = reduce.reduceat(ys, starts)
+        at = np.flatnonzero(ys == np.repeat(extreme, counts))
+        first = np.ones(len(at), dtype=bool)
+        first[1:] = group[at[1:]] != group[at[:-1]]
+        keep.append(at[first])
+    return np.unique(np.concatenate(keep))
 
 
 class _Level:

@@ -44,6 +44,9 @@ _PALETTE = (
 )
 
 
+_MISSING: Any = object()  # a key an entry lacks
+
+
 class PlotValueWarning(UserWarning):
     """A series met a value it cannot plot (given once per key)."""
 
@@ -95,6 +98,38 @@ def _warn_once(warned: set[str] | None, key: str, message: str) -> None:
     warnings.warn(message, PlotValueWarning, stacklevel=3)
 
 
+_PLAIN = frozenset((int, float))
+_PLAIN_OR_MISSING = frozenset((int, float, object))
+
+
+def _plain_rows(
+    entries: list[Any], x_key: str, y_keys: Sequence[str], log_y: bool
+) -> dict[str, dict[str, list[Any]]] | None:
+    """:func:`entries_to_rows` of dicts whose x and y values are all plain numbers, a key
+    at a time; None when any is not (the caller then goes entry by entry, and warns)."""
+    try:
+        xs = [entry[x_key] for entry in entries]
+    except (KeyError, TypeError, IndexError):  # an entry without x, or not a dict
+        return None
+    if not set(map(type, xs)) <= _PLAIN or not all(map(dict.__instancecheck__, entries)):
+        return None
+    rows = {}
+    missing = _MISSING
+    for key in y_keys:
+        ys = [entry.get(key, missing) for entry in entries]
+        kinds = set(map(type, ys))
+        if kinds <= _PLAIN:
+            rows[key] = {"x": list(xs), "y": ys}
+        elif kinds <= _PLAIN_OR_MISSING:
+            kept = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not missing]
+            rows[key] = {"x": [x for x, _ in kept], "y": [y for _, y in kept]}
+        else:
+            return None
+        if log_y and rows[key]["y"] and not min(rows[key]["y"]) > 0:
+            return None
+    return rows
+
+
 def entries_to_rows(
     entries: Iterable[Mapping[str, Any]],
     x_key: str,
@@ -114,19 +149,34 @@ def entries_to_rows(
     """
     if warned is None:
         warned = set()
+    if type(entries) is list:
+        fast = _plain_rows(entries, x_key, y_keys, log_y)
+        if fast is not None:
+            return fast
     rows: dict[str, dict[str, list[Any]]] = {key: {"x": [], "y": []} for key in y_keys}
-    targets = [(key, rows[key]["x"], rows[key]["y"]) for key in rows]
+    targets = [(key, rows[key]["x"].append, rows[key]["y"].append) for key in rows]
+    missing = _MISSING
     for entry in entries:
-        if not isinstance(entry, Mapping):
+        if type(entry) is not dict and not isinstance(entry, Mapping):
             _warn_once(warned, "", f"skipped an entry that is not a JSON object: {entry!r:.60}")
             continue
-        x = _number(entry, x_key, warned)
-        if x is None:
-            continue
-        for key, xs, ys in targets:
-            y = _number(entry, key, warned)
-            if y is None:
+        x = entry.get(x_key, missing)
+        kind = type(x)
+        if kind is not float and kind is not int:  # the fast path: plain numbers
+            if x is missing:
                 continue
+            x = _number(entry, x_key, warned)
+            if x is None:
+                continue
+        for key, add_x, add_y in targets:
+            y = entry.get(key, missing)
+            kind = type(y)
+            if kind is not float and kind is not int:
+                if y is missing:
+                    continue
+                y = _number(entry, key, warned)
+                if y is None:
+                    continue
             if log_y and not y > 0:
                 _warn_once(
                     warned,
@@ -134,8 +184,8 @@ def entries_to_rows(
                     f"{key!r} has a value that a log scale cannot show ({y!r}): skipped",
                 )
                 continue
-            xs.append(x)
-            ys.append(y)
+            add_x(x)
+            add_y(y)
     return rows
 
 

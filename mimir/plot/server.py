@@ -70,6 +70,9 @@ _CHUNK_BYTES = 4 << 20  # bytes of a plain log read at a time
 
 # -- points ------------------------------------------------------------------------------
 
+#: Lines of a log read at a time: their numbers (blank lines included) and the lines.
+_Chunk = tuple[Sequence[int], list[bytes]]
+
 
 def _loads(line: bytes) -> Any:
     """One line's JSON: orjson when it can (5x faster), :mod:`json` otherwise (NaN, big ints)."""
@@ -430,18 +433,37 @@ class FileFeed:
             raise NoEntriesError(self.path, lineno, line)
         return added
 
-    def _add(self, lines: list[tuple[int, bytes]]) -> int:
+    def _add(self, chunk: _Chunk) -> int:
+        linenos, lines = chunk
+        entries = None
+        if _orjson is not None and lines:
+            try:  # one call for the whole chunk: most chunks are nothing but entries
+                parsed = _orjson.loads(b"[" + b",".join(lines) + b"]")
+            except ValueError:  # a line that is not JSON (or NaN, which orjson refuses)
+                parsed = None
+            if parsed is not None and all(type(entry) is dict for entry in parsed):
+                entries = parsed
+        if entries is None:
+            entries = self._parse(linenos, lines)
+        self.entries += len(entries)
+        self.store.add(entries, self.run)
+        return len(entries)
+
+    def _parse(self, linenos: Sequence[int], lines: list[bytes]) -> list[Any]:
+        """The entries of ``lines`` one by one; what is not an entry is skipped (and told)."""
         entries = []
-        for lineno, line in lines:
+        for lineno, line in zip(linenos, lines, strict=True):
+            if not line.strip():
+                continue
             try:
                 entry = _loads(line)
             except (ValueError, RecursionError) as error:
                 if self._first_bad is None:
                     self._first_bad = (lineno, line)
-                if self.entries and self.path not in self._warned:
+                if (self.entries or entries) and self.path not in self._warned:
                     self._warned.add(self.path)
                     warnings.warn(
-                        f"{_malformed(self.path, lineno, line, error)}; skipped", stacklevel=3
+                        f"{_malformed(self.path, lineno, line, error)}; skipped", stacklevel=4
                     )
                 continue
             if type(entry) is not dict:
@@ -449,25 +471,25 @@ class FileFeed:
                     self._first_bad = (lineno, line)
                 continue
             entries.append(entry)
-            self.entries += 1
-        self.store.add(entries, self.run)
-        return len(entries)
+        return entries
 
-    def _compressed_chunks(self) -> Iterator[list[tuple[int, bytes]]]:
+    def _compressed_chunks(self) -> Iterator[_Chunk]:
         skip = self._lines
-        chunk: list[tuple[int, bytes]] = []
+        linenos: list[int] = []
+        lines: list[bytes] = []
         for lineno, line in iter_lines(self.path):
             if lineno > skip:
-                chunk.append((lineno, line))
-                if len(chunk) >= _CHUNK_LINES:
+                linenos.append(lineno)
+                lines.append(line)
+                if len(lines) >= _CHUNK_LINES:
                     self._lines = lineno
-                    yield chunk
-                    chunk = []
-        if chunk:
-            self._lines = chunk[-1][0]
-            yield chunk
+                    yield linenos, lines
+                    linenos, lines = [], []
+        if lines:
+            self._lines = linenos[-1]
+            yield linenos, lines
 
-    def _plain_chunks(self, file: IO[bytes]) -> Iterator[list[tuple[int, bytes]]]:
+    def _plain_chunks(self, file: IO[bytes]) -> Iterator[_Chunk]:
         file.seek(self._offset)
         while True:
             data = file.read(_CHUNK_BYTES)
@@ -480,22 +502,16 @@ class FileFeed:
                 if cut >= 0:
                     end = len(data) + cut + 1
                 data += more
-            lines = []
-            size = 0  # bytes of the lines not handed out yet
-            for line in data[:end].split(b"\n")[:-1]:
-                self._lines += 1
-                size += len(line) + 1
-                if line.strip():
-                    lines.append((self._lines, line))
-                    if len(lines) >= _CHUNK_LINES:  # handed out whole: read past them
-                        self._offset += size
-                        size = 0
-                        yield lines
-                        lines = []
-            self._offset += size
+            lines = data[:end].split(b"\n")
+            lines.pop()  # after the last newline: nothing
+            for start in range(0, len(lines), _CHUNK_LINES):
+                part = lines[start : start + _CHUNK_LINES]
+                first = self._lines + 1
+                # handed out whole: read past them before (the caller may stop after it)
+                self._lines += len(part)
+                self._offset += sum(map(len, part)) + len(part)
+                yield range(first, first + len(part)), part
             file.seek(self._offset)
-            if lines:
-                yield lines
 
     def _run(self) -> None:
         wait = self.poll
