@@ -29,6 +29,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from mimir.gzlog.files import LogFiles
 from mimir.reader import MalformedLogError, iter_lines
 
 try:
@@ -183,7 +184,9 @@ def find_logs(specs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     which stands for its ``*.jsonl`` and ``*.jsonl.gz`` files (not those of its
     subfolders), sorted by name; a folder matched by a glob is taken the same way.
     A spec that matches nothing raises :class:`FileNotFoundError` naming it. A file
-    named twice (or by two specs) is kept at its first place.
+    named twice (or by two specs) is kept at its first place. The files a compressed
+    log keeps beside it (``run.jsonl.dict``, ``run.jsonl.lock.k`` ...) are left out
+    when the log itself is named, as ``runs/*`` does.
     """
     if isinstance(specs, (str, os.PathLike)):
         raise TypeError(f"specs must be a sequence of paths, not the single path {specs!r}")
@@ -220,7 +223,28 @@ def find_logs(specs: Sequence[str | os.PathLike[str]]) -> list[Path]:
             if identity not in seen:
                 seen.add(identity)
                 paths.append(match)
-    return paths
+    logs = {os.path.realpath(path) for path in paths if path.name.endswith(".gz")}
+    return [path for path in paths if not _side_file(path, logs)]
+
+
+_SIDE_SUFFIXES = (".add", ".dict", ".temp", ".lock", ".lock.new", ".lock.k", ".repairs", ".new")
+
+
+def _side_file(path: Path, logs: set[str]) -> bool:
+    """Whether ``path`` is one of the files a compressed log in ``logs`` keeps beside it.
+
+    ``mimir summary runs/*`` names ``run.jsonl.dict`` (a copy of recent entries the
+    compressor uses) and ``run.jsonl.lock.k`` along with ``run.jsonl.gz``: only the
+    log is a run.
+    """
+    name = os.path.realpath(path)
+    for suffix in _SIDE_SUFFIXES:
+        if name.endswith(suffix):
+            stem = name[: -len(suffix)]
+            log = stem if stem.endswith(".gz") else stem + ".gz"
+            if log in logs and name in vars(LogFiles.of(log)).values():
+                return True
+    return False
 
 
 def _stem(path: Path) -> str:

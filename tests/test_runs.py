@@ -92,6 +92,15 @@ def test_find_logs_names_a_spec_that_matches_nothing(
     assert str(caught.value) == message
 
 
+def test_find_logs_leaves_out_the_side_files_of_compressed_logs(tmp_path: Path) -> None:
+    """`runs/*` names run.jsonl.dict and run.jsonl.lock.k too: only the log is a run."""
+    log = write_log(tmp_path / "run.jsonl.gz", training(3))
+    side = sorted(p.name for p in tmp_path.iterdir() if p != log)
+    assert "run.jsonl.dict" in side  # holds recent entries as plain JSON lines
+    assert find_logs([f"{tmp_path}/*"]) == [log]
+    assert find_logs([tmp_path / "run.jsonl.dict"]) == [tmp_path / "run.jsonl.dict"]  # alone
+
+
 def test_find_logs_points_to_the_logs_of_subfolders(tmp_path: Path) -> None:
     """A folder whose logs are all in subfolders says how to name them."""
     write_log(tmp_path / "sweep" / "lr0.1" / "run.jsonl.gz", training(1))
