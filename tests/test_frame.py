@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import pytest
 import mimir
 from mimir.runs import UnknownKeyError
 
-pandas = pytest.importorskip("pandas")
+needs_pandas = pytest.mark.skipif(
+    importlib.util.find_spec("pandas") is None, reason="pandas is not installed"
+)
 
 
 def log(path: Path, entries: list[dict[str, Any]]) -> Path:
@@ -45,6 +48,7 @@ def runs(tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
+@needs_pandas
 def test_to_frame_has_a_row_per_entry_with_run_and_segment(runs: Path) -> None:
     """Runs in order, a categorical run column, segment 0, NaN where a key is missing."""
     frame = mimir.to_frame(runs)
@@ -62,8 +66,11 @@ def test_to_frame_has_a_row_per_entry_with_run_and_segment(runs: Path) -> None:
     assert frame.groupby("run", observed=True)["loss"].min().to_dict() == {"a": 0.25, "b": 0.0}
 
 
+@needs_pandas
 def test_to_frame_of_one_log_matches_pandas_reading_it(runs: Path) -> None:
     """For a single log, the key columns are what pandas.DataFrame(mimir.load(path)) gives."""
+    import pandas
+
     path = runs / "a.jsonl"
     frame = mimir.to_frame(path)
     expected = pandas.DataFrame(mimir.load(path))
@@ -71,6 +78,7 @@ def test_to_frame_of_one_log_matches_pandas_reading_it(runs: Path) -> None:
     assert frame["iteration"].dtype == "int64"
 
 
+@needs_pandas
 def test_to_frame_names_globs_keys_and_x(runs: Path) -> None:
     """names= renames runs, a glob is a spec, keys= keeps those keys, x= must exist."""
     frame = mimir.to_frame([str(runs / "*.gz"), runs / "a.jsonl"], names=["B", "A"], keys=["loss"])
@@ -88,6 +96,7 @@ def test_to_frame_names_globs_keys_and_x(runs: Path) -> None:
     assert only_a["val"].isna().tolist() == [True, False, True, False, True, True, True]
 
 
+@needs_pandas
 def test_restarted_run_gets_a_second_segment(tmp_path: Path) -> None:
     """A run appended after a restart from step 3 is segment 1 from there on."""
     path = log(tmp_path / "run.jsonl.gz", [{"step": s, "loss": 10 - s} for s in range(6)])
@@ -99,6 +108,7 @@ def test_restarted_run_gets_a_second_segment(tmp_path: Path) -> None:
     assert mimir.to_frame(path, x="step").equals(frame)
 
 
+@needs_pandas
 def test_collected_log_is_split_by_source(tmp_path: Path) -> None:
     """A collected log gives a run per process, named <file>/<source>, without the source."""
     entries = [
@@ -116,6 +126,7 @@ def test_collected_log_is_split_by_source(tmp_path: Path) -> None:
     assert whole["source"].iloc[1] == {"host": "h", "pid": 6, "name": "rank1"}
 
 
+@needs_pandas
 def test_a_key_named_run_needs_other_column_names(tmp_path: Path) -> None:
     """Entries with a key "run" are refused with the fix; run_column= gives another name."""
     path = log(tmp_path / "x.jsonl", [{"run": 7, "loss": 1.0}])
@@ -125,6 +136,7 @@ def test_a_key_named_run_needs_other_column_names(tmp_path: Path) -> None:
     assert list(frame.columns) == ["name", "segment", "run", "loss"]
 
 
+@needs_pandas
 def test_notes_txt_is_refused(tmp_path: Path) -> None:
     """A text file gives the NoEntriesError naming it, as everywhere runs are read."""
     notes = tmp_path / "notes.txt"
