@@ -55,6 +55,8 @@ _PALETTE = (
 #: Dash patterns of the keys, in order (repeated past the last).
 _DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot", [10, 3, 2, 3, 2, 3])
 _RAW_ALPHA = 0.25  # the raw line under the smoothed one
+_LINE_WIDTH = 2  # of a line, in pixels ...
+_DENSE_POINTS = 5000  # ... but 1 for a line of more points (a browser draws those 10x faster)
 _KEY_SWATCH = "#555555"  # the colour of a key's entry in the key legend
 
 
@@ -177,9 +179,25 @@ for (let i = 0; i < n; i++) {
 return out;
 """
 
+# A line's width: wide unless it has so many points that a wide line is slow to draw.
+_WIDTH_JS = """
+for (const [source, renderer] of lines) {
+  const width = source.get_length() > dense ? 1 : wide;
+  const now = renderer.glyph.line_width;
+  const value = now != null && now.value !== undefined ? now.value : now;
+  if (value !== width) renderer.glyph.line_width = width;
+}
+"""
+
 # The slider moves the weight of the one transform every smoothed line uses.
 _SLIDER_JS = """
 transform.args = Object.assign({}, transform.args, {weight: cb_obj.value});
+const alpha = cb_obj.value > 0 ? raw_alpha : 0;  // unsmoothed, the raw line is the line
+for (const r of raw) {
+  const now = r.glyph.line_alpha;
+  const value = now != null && now.value !== undefined ? now.value : now;
+  if (value !== alpha) r.glyph.line_alpha = alpha;
+}
 """
 
 # Ticks: integers written out in full (thousands separated by commas) below a million,
@@ -455,7 +473,6 @@ def build_chart(
         CustomJSTransform,
         DataRange1d,
         Div,
-        GlobalInlineStyleSheet,
         Legend,
         LegendItem,
         LinearScale,
@@ -562,13 +579,21 @@ def build_chart(
                 continue
             source = ColumnDataSource(data={"x": [], "y": []}, name=line_source_name(run, key))
             sources[(run, key)] = source
-            style = {"line_color": colour(run, key), "line_dash": dash(key), "line_width": 2}
-            raw[(run, key)] = fig.line("x", "y", source=source, line_alpha=_RAW_ALPHA, **style)
+            style = {"line_color": colour(run, key), "line_dash": dash(key)}
+            raw[(run, key)] = fig.line(
+                "x",
+                "y",
+                source=source,
+                line_alpha=_RAW_ALPHA if smoothing > 0 else 0.0,
+                line_width=1,
+                **style,
+            )
             smoothed[(run, key)] = fig.line(
                 "x",
                 apply_transform("y", smoother),
                 source=source,
                 name=f"{line_source_name(run, key)}:smoothed",
+                line_width=1,  # widened in the page when not dense (_WIDTH_JS)
                 **style,
             )
             panel_lines.append(
@@ -689,7 +714,26 @@ def build_chart(
         name="mimir:smoothing_slider",
         width=260,
     )
-    slider.js_on_change("value", CustomJS(args={"transform": smoother}, code=_SLIDER_JS))
+    # Thin lines when dense: wide ones cost ten times as much to draw.
+    widths = CustomJS(
+        args={
+            "lines": [[sources[line], smoothed[line]] for line in lines],
+            "wide": _LINE_WIDTH,
+            "dense": _DENSE_POINTS,
+        },
+        code=_WIDTH_JS,
+    )
+    x_range.js_on_change("start", widths)
+    for source in sources.values():
+        source.js_on_change("data", widths)
+        source.js_on_change("streaming", widths)
+    slider.js_on_change(
+        "value",
+        CustomJS(
+            args={"transform": smoother, "raw": list(raw.values()), "raw_alpha": _RAW_ALPHA},
+            code=_SLIDER_JS,
+        ),
+    )
     log_y_toggle = Toggle(label="log y", active=log_y, name="mimir:log_y", width=70)
     log_y_toggle.js_on_change(
         "active", CustomJS(args={"parts": log_parts["y"], "dim": "y"}, code=_LOG_JS)
@@ -707,7 +751,6 @@ def build_chart(
         *figures,
         sizing_mode="stretch_both" if height is None else "stretch_width",
         name="mimir:chart",
-        stylesheets=[GlobalInlineStyleSheet(css="html, body { height: 100%; margin: 0; }")],
     )
     return Chart(
         layout=layout,

@@ -114,7 +114,9 @@ def test_colour_follows_the_run_and_dash_the_key():
     assert glyphs["a", "loss"].line_color != glyphs["b", "loss"].line_color
     assert glyphs["a", "loss"].line_dash == glyphs["b", "loss"].line_dash
     assert glyphs["a", "loss"].line_dash != glyphs["a", "acc"].line_dash
-    assert all(chart.raw[line].glyph.line_alpha == 0.25 for line in lines)  # raw: faint
+    assert all(chart.raw[line].glyph.line_alpha == 0 for line in lines)  # not smoothed: one line
+    smoothed = build_chart("step", lines, smoothing=0.6)
+    assert all(smoothed.raw[line].glyph.line_alpha == 0.25 for line in lines)  # raw: faint
     assert set(chart.sources) == set(lines)
     assert chart.sources["a", "loss"].name == line_source_name("a", "loss") == "mimir:a:loss"
     assert dict(chart.sources["b", "acc"].data) == {"x": [], "y": []}
@@ -402,6 +404,20 @@ def test_two_runs_overlaid_in_chromium(browser, tmp_path):
     assert state["points"] == [300, 300]
     assert state["height"] > 0.7 * state["window"]  # the chart fills the window
     assert state["scroll"]  # wheel zoom is on
+    width_js = """
+        const glyph = Bokeh.documents[0].get_model_by_name(arguments[0] + ":smoothed").glyph;
+        return glyph.line_width.value ?? glyph.line_width;
+    """
+    name = line_source_name("wider", "loss")
+    _until(browser, lambda: browser.execute_script(width_js, name) == 2, "wide lines")
+    browser.execute_script(  # a dense line is drawn thin: wide ones are slow to draw
+        "const source = Bokeh.documents[0].get_model_by_name(arguments[0]);"
+        "source.stream({x: arguments[1], y: arguments[1].map((x) => 1 / x)});",
+        name,
+        list(range(300, 6000)),
+    )
+    _until(browser, lambda: browser.execute_script(width_js, name) == 1, "a thin dense line")
+    assert browser.execute_script(width_js, line_source_name("baseline", "loss")) == 2
     assert _problems(browser) == []
 
 
@@ -429,10 +445,18 @@ def test_smoothing_slider_smooths_in_the_page_as_python_does(browser, tmp_path):
     assert drawn[121] == pytest.approx(ys[121], rel=1e-12)  # and the average starts over
     assert drawn[119] != pytest.approx(ys[119], rel=1e-3)  # smoothed away from the raw value
     assert _close(_drawn(browser, "b", "loss"), smooth(_noisy(1, 200)["y"], 0.9))
-    raw_alpha = browser.execute_script(
-        "return Bokeh.documents[0].get_model_by_name('mimir:a:loss').data.y.length"
+    raw = browser.execute_script(
+        """
+        const doc = Bokeh.documents[0];
+        const view = Bokeh.index.find_one(doc.get_model_by_name("mimir:figure:0"));
+        const source = doc.get_model_by_name("mimir:a:loss");
+        const raw = view.renderer_views.values().find(
+          (r) => r.model.data_source === source && r.model.name == null);
+        return [Array.from(source.data.y, (v) => Number.isFinite(v) ? v : null),
+                raw.model.glyph.line_alpha.value ?? raw.model.glyph.line_alpha];
+        """
     )
-    assert raw_alpha == 200  # the raw data is untouched
+    assert raw == [[None if math.isnan(y) else y for y in ys], 0.25]  # raw: untouched, faint
 
     # Streamed points are smoothed on: the page follows a growing run.
     more = _noisy(0, 260)
