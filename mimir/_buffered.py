@@ -220,11 +220,19 @@ class BufferedHandler(Handler):
             batches = self._batches
             while batches:
                 data = batches[0]
+                size = len(data)
                 count = data.count(b"\n")
                 try:
                     self.write_batch(data)
                 except Exception as error:
                     self._last_error = error
+                    # write_batch may have cut from data what reached the output.
+                    done = count - data.count(b"\n")
+                    if done:
+                        with self._buffer_lock:
+                            self._retained -= size - len(data)
+                        self.batch_written(done)
+                        count -= done
                     if not self._write_failing:
                         self._write_failing = True
                         self.report(
@@ -279,7 +287,12 @@ class BufferedHandler(Handler):
     # -- for subclasses ---------------------------------------------------------
 
     def write_batch(self, data: bytes | bytearray) -> None:
-        """Write ``data`` (complete lines) durably enough for this handler; raise on failure."""
+        """Write ``data`` (complete lines) durably enough for this handler; raise on failure.
+
+        A write that fails part-way may cut from the front of ``data`` (a bytearray)
+        the lines that did reach the output: they are counted as written, and only
+        the rest is kept for the retry.
+        """
         raise NotImplementedError
 
     def batch_written(self, count: int) -> None:

@@ -191,3 +191,30 @@ def test_what_reached_the_log_before_a_failure_counts_as_written(tmp_path: Path)
     assert (sink.written, sink.dropped, sink.pending) == (600, 0, 0)
     assert seqs(path) == list(range(600))
     assert len(reports.saying("could not write")) == 1
+
+
+def test_handler_counts_what_reached_the_log_before_a_failure(tmp_path: Path) -> None:
+    """Without a writer process, a batch whose second append fails: the lines already in
+    the log count as written at once, the rest stays pending, and nothing is counted twice."""
+    path = tmp_path / "run.jsonl.gz"
+    handler = mimir.GzlogFileHandler(str(path), writer_process=False, flush_interval=0)
+    handler.setFormatter(mimir.JSONFormatter())
+    handler.report = lambda message: None  # type: ignore[method-assign]
+
+    failing = True
+
+    def fault(point: str, n: int) -> None:
+        if failing and point == "append.add_written" and n >= 2:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    handler._gzlog._hooks = fault  # type: ignore[attr-defined]
+    batch = lines(0, 600, 3000)  # about 1.8 MiB: two appends
+    handler.add_line(batch)  # type: ignore[attr-defined]
+    handler.flush()
+    in_log = len(seqs(path))
+    assert 0 < in_log < 600
+    assert (handler.written, handler.dropped, handler.pending_entries) == (in_log, 0, 600 - in_log)
+    failing = False
+    handler.close()
+    assert (handler.written, handler.dropped, handler.pending_entries) == (600, 0, 0)
+    assert seqs(path) == list(range(600))
