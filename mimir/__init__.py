@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mimir import _moved, serialization
 from mimir._json import SerializationError
+from mimir.console import ProgressHandler
 from mimir.files import GzlogFileHandler, JSONLFileHandler
 from mimir.formatter import JSONFormatter
 from mimir.logger import Logger
@@ -51,6 +52,7 @@ __all__ = [
     "MalformedLogError",
     "MemoryHandler",
     "PartialReadWarning",
+    "ProgressHandler",
     "SerializationError",
     "ZMQForwardHandler",
     "ZMQStreamHandler",

@@ -107,7 +107,7 @@ class Logger:
             standard output; ``None`` prints nothing; a :class:`logging.Formatter` or
             a callable ``entry -> str`` changes how entries are printed.
             ``"progress"`` keeps up with a training loop
-            (:class:`~mimir.console.ProgressHandler`): in a terminal, one status line
+            (:class:`~mimir.ProgressHandler`): in a terminal, one status line
             redrawn at most 10 times a second with the count, the rate and the newest
             values; elsewhere a line every 10,000 entries or 10 seconds.
         wall_time: add to every entry the wall-clock time at which it was logged, as

@@ -3,6 +3,7 @@
 * :mod:`mimir.cli.commands`: the parser, the dispatcher (:func:`main`) and the
   commands on files and streams: ``demo``, ``cat``, ``check``, ``tail``.
 * :mod:`mimir.cli.plot`: ``mimir plot`` (the live server and the HTML report).
+* :mod:`mimir.cli.summary`: ``mimir summary`` (a table of each run's keys).
 * :mod:`mimir.cli.collect`: ``mimir collect`` (the collector).
 * ``mimir.cli._args``: argument types the commands share (stream addresses).
 

@@ -1,4 +1,8 @@
-"""The ``mimir`` command: ``demo``, ``cat``, ``check``, ``tail``, ``plot`` and ``collect``."""
+"""The ``mimir`` command's parser and dispatcher, and its commands on logs and streams.
+
+``demo``, ``cat``, ``check`` and ``tail`` are here; ``plot``, ``summary`` and
+``collect`` have modules of their own beside this one.
+"""
 
 from __future__ import annotations
 
