@@ -514,7 +514,10 @@ def build_chart(
         return _DASHES[keys.index(key) % len(_DASHES)] if dashed else "solid"
 
     smoother = CustomJSTransform(
-        args={"weight": float(smoothing)}, v_func=_SMOOTH_JS, name="mimir:smoothing"
+        args={"weight": float(smoothing)},
+        v_func=_SMOOTH_JS,
+        name="mimir:smoothing",
+        syncable=False,  # the slider's value is what a server hears
     )
     x_range = DataRange1d(name="mimir:x_range", only_visible=True)
     sizing = (
@@ -535,7 +538,8 @@ def build_chart(
     raw: dict[tuple[str, str], Any] = {}
     smoothed: dict[tuple[str, str], Any] = {}
     figures: list[Any] = []
-    readout = Div(text="", name="mimir:readout", stylesheets=[_READOUT_CSS])
+    # What follows the mouse stays in the page (syncable=False): a server hears nothing of it.
+    readout = Div(text="", name="mimir:readout", stylesheets=[_READOUT_CSS], syncable=False)
     tooltips: list[Any] = []
     dots: list[Any] = []
     spans: list[Any] = []
@@ -570,7 +574,9 @@ def build_chart(
         elif not time_axis:
             fig.xaxis.formatter = x_format_log if log_x else x_format_lin
         fig.yaxis.formatter = y_format_log if log_y else y_format_lin
-        span = Span(location=None, dimension="height", line_color="#888888", line_width=1)
+        span = Span(
+            location=None, dimension="height", line_color="#888888", line_width=1, syncable=False
+        )
         fig.add_layout(span)
         spans.append(span)
         panel_lines = []
@@ -596,10 +602,12 @@ def build_chart(
                 line_width=1,  # widened in the page when not dense (_WIDTH_JS)
                 **style,
             )
+            for renderer in (raw[(run, key)], smoothed[(run, key)]):
+                renderer.glyph.syncable = False  # widths and alphas set in the page stay there
             panel_lines.append(
                 [run, key, source, smoothed[(run, key)], colour(run, key), _dash_css(dash(key))]
             )
-        panel_dots = ColumnDataSource(data={"x": [], "y": [], "color": []})
+        panel_dots = ColumnDataSource(data={"x": [], "y": [], "color": []}, syncable=False)
         fig.scatter("x", "y", source=panel_dots, color="color", size=7, line_color="white")
         dots.append(panel_dots)
         tooltip = Tooltip(
@@ -610,6 +618,7 @@ def build_chart(
             interactive=False,
             visible=True,
             name=f"mimir:tooltip:{index}",
+            syncable=False,
         )
         fig.elements.append(tooltip)
         tooltips.append(tooltip)

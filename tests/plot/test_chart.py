@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -782,3 +783,92 @@ def test_elapsed_time_axis_ticks_and_readout_are_durations(browser, tmp_path):
     text = _until(browser, lambda: "1:01:30" in (t := _readout(browser)) and t, "the readout")
     assert "<th>run</th>" in text
     assert _problems(browser) == []
+
+
+@contextmanager
+def _bokeh_server(modify_doc: Callable[[Any], None]) -> Iterator[str]:
+    """A Bokeh server on a free loopback port, on its own thread, serving ``modify_doc``."""
+    import asyncio
+    import threading
+
+    from bokeh.application import Application
+    from bokeh.application.handlers.function import FunctionHandler
+    from bokeh.server.server import Server
+
+    started: list[Any] = []
+    ready = threading.Event()
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        server = Server(
+            {"/": Application(FunctionHandler(modify_doc))},
+            port=0,
+            address="127.0.0.1",
+            allow_websocket_origin=["127.0.0.1"],
+        )
+        server.start()
+        started.append(server)
+        ready.set()
+        server.io_loop.start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(WAIT)
+    server = started[0]
+    try:
+        yield f"http://127.0.0.1:{server.port}/"
+    finally:
+        server.io_loop.add_callback(server.io_loop.stop)
+        thread.join(WAIT)
+        server.stop()
+
+
+def test_live_page_smooths_streamed_points_and_keeps_the_mouse_to_itself(browser, caplog):
+    """On a Bokeh server, points streamed from Python are smoothed; hovering sends nothing back."""
+    from mimir.plot.chart import build_chart
+
+    received: list[str] = []  # what the page sent to the server
+    documents: list[Any] = []
+    first = _noisy(0, 100)
+
+    def modify_doc(doc: Any) -> None:
+        chart = build_chart("iteration", [("a", "loss"), ("b", "loss")], smoothing=0.5)
+        chart.sources["a", "loss"].data = first
+        chart.sources["b", "loss"].data = _noisy(1, 100)
+        doc.add_root(chart.layout)
+        documents.append((doc, chart))
+
+        def changed(event: Any) -> None:
+            if getattr(event, "setter", None) is not None:  # from the browser
+                received.append(f"{type(event.model).__name__}.{getattr(event, 'attr', '')}")
+
+        doc.on_change(changed)
+
+    with _bokeh_server(modify_doc) as url:
+        browser.get_log("browser")
+        browser.get(url)
+        _until(browser, lambda: browser.execute_script(IDLE_JS), "the page to render")
+        _until(browser, lambda: _close(_drawn(browser, "a", "loss"), smooth(first["y"], 0.5)), "a")
+        doc, chart = documents[0]
+        more = _noisy(0, 150)
+        rows = {"x": more["x"][100:], "y": more["y"][100:]}
+        doc.add_next_tick_callback(lambda: chart.sources["a", "loss"].stream(rows))
+        grown = smooth(more["y"], 0.5)
+        _until(browser, lambda: _close(_drawn(browser, "a", "loss"), grown), "the streamed points")
+        received.clear()
+        for x in (20, 40, 60, 80):
+            _hover(browser, x)
+        _until(browser, lambda: "<td>b</td>" in _readout(browser), "the readout")
+        _set(browser, "mimir:smoothing_slider", "value", 0.8)
+        _until(browser, lambda: "Slider.value" in received, "the slider's value on the server")
+        assert set(received) == {"Slider.value"}, received  # nothing from the mouse
+        received.clear()
+        _click(browser, "mimir:log_y")  # what the page changes is valid on the server too
+        _until(browser, lambda: "Toggle.active" in received, "the toggle on the server")
+        _set(browser, "mimir:toggle:run:b", "visible", False)
+        _until(browser, lambda: "GlyphRenderer.visible" in received, "the hidden run")
+        _hover(browser, 50)
+        assert _problems(browser) == []
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+    assert errors == [], [r.getMessage() for r in errors]
