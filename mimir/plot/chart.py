@@ -2,8 +2,10 @@
 
 :func:`build_chart` makes the Bokeh layout every view shows (the live server, the
 HTML report, the notebook): one :class:`~bokeh.models.ColumnDataSource` per line,
-a line being one key of one run. The caller fills and streams the sources; the
-page does the rest without a round trip to Python:
+a line being one key of one run. The caller fills and streams the sources (a
+row of NaN breaks a line: a restarted run); the page does the rest without a
+round trip to Python, so a Bokeh server hears only the slider, the toggles and
+the legends:
 
 * colour follows the run and line dash follows the key; legends toggle runs
   and keys;
@@ -11,10 +13,12 @@ page does the rest without a round trip to Python:
   draws a smoothed line over the raw one, which stays visible, faint;
 * a readout at the cursor names each line and gives its value at the cursor's x;
 * integer-friendly ticks, log-y and log-x toggles, wheel zoom, and one panel
-  per key when the keys' scales differ by more than :data:`PANEL_RATIO`.
+  per key when the keys' scales differ by more than :data:`PANEL_RATIO`;
+* an x axis of numbers, of wall-clock time or of elapsed time.
 
 :func:`smooth` is the smoothing in Python, the reference the page's JavaScript
-follows, and :func:`panels_needed` decides between one panel and one per key.
+follows; :func:`panels_needed` decides between one panel and one per key, from
+the value ranges :func:`key_ranges` finds.
 Bokeh is imported only when a chart is made.
 """
 
@@ -31,6 +35,7 @@ __all__ = [
     "PANEL_RATIO",
     "Chart",
     "build_chart",
+    "key_ranges",
     "line_source_name",
     "panels_needed",
     "smooth",
@@ -115,10 +120,17 @@ def panels_needed(ranges: Mapping[str, tuple[float, float]]) -> bool:
     return len(scales) > 1 and max(scales) > PANEL_RATIO * min(scales)
 
 
-def _ranges(sources: Mapping[tuple[str, str], Mapping[str, Sequence[Any]]]) -> dict:
-    """``{key: (lo, hi)}`` over the finite y values of every run's line of that key."""
+def key_ranges(
+    columns: Mapping[tuple[str, str], Mapping[str, Iterable[Any]]],
+) -> dict[str, tuple[float, float]]:
+    """``{key: (lo, hi)}`` of the finite ``"y"`` values of every run's line of each key.
+
+    ``columns`` maps ``(run, key)`` to the columns of a line (``{"x": ..., "y": ...}``,
+    as a data source holds them); a key with no finite value is left out. The
+    result is what :func:`panels_needed` and ``build_chart(ranges=...)`` take.
+    """
     found: dict[str, tuple[float, float]] = {}
-    for (_, key), data in sources.items():
+    for (_, key), data in columns.items():
         finite = [v for v in data.get("y", ()) if v is not None and math.isfinite(v)]
         if not finite:
             continue

@@ -90,6 +90,21 @@ def test_panels_are_needed_when_scales_differ_more_than_the_ratio(ranges, needed
     assert panels_needed(ranges) is needed
 
 
+def test_key_ranges_span_every_run_of_a_key():
+    """key_ranges gives each key's finite range over all runs, for panels_needed."""
+    from mimir.plot.chart import key_ranges
+
+    columns = {
+        ("a", "loss"): {"x": [0, 1, 2], "y": [2.5, math.nan, 0.4]},
+        ("b", "loss"): {"x": [0, 1], "y": [3.0, None]},
+        ("a", "lr"): {"x": [0, 1], "y": [1e-3, 1e-4]},
+        ("a", "empty"): {"x": [0], "y": [math.inf]},
+    }
+    ranges = key_ranges(columns)
+    assert ranges == {"loss": (0.4, 3.0), "lr": (1e-4, 1e-3)}
+    assert panels_needed(ranges)
+
+
 def test_importing_the_chart_does_not_import_bokeh():
     """mimir.plot.chart imports Bokeh only when a chart is built."""
     code = "import sys, mimir.plot.chart; assert 'bokeh' not in sys.modules, 'bokeh imported'"
