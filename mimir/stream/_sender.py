@@ -42,7 +42,7 @@ SendBatch = Callable[[int, int, int, int], bool]
 class QueuedSender(Handler):
     """A handler whose entries a background thread sends; see the module.
 
-    Subclasses set the class attributes, implement :meth:`_run` (the thread: take,
+    Subclasses set the class attributes, implement :meth:`_send_loop` (the thread: take,
     send, and call :meth:`_stop_queue` when it ends) and :meth:`_wake_locked`, and
     may override the hooks (:meth:`_open_again`, :meth:`_release`, :meth:`_can_reopen`,
     :meth:`_on_thread_started`, :meth:`_destination`).
@@ -208,7 +208,7 @@ class QueuedSender(Handler):
             if self._thread is not None:
                 return
             thread = self._thread = threading.Thread(
-                target=self._run, name=f"mimir-{self._thread_name}-{id(self):x}", daemon=True
+                target=self._send_loop, name=f"mimir-{self._thread_name}-{id(self):x}", daemon=True
             )
             self._wake_locked()
         thread.start()
@@ -286,7 +286,7 @@ class QueuedSender(Handler):
 
     # -- the sender thread -----------------------------------------------------------
 
-    def _run(self) -> None:
+    def _send_loop(self) -> None:
         raise NotImplementedError
 
     def _take(self) -> tuple[bytearray, int, int] | None:

@@ -65,7 +65,7 @@ class SenderStats:
     received: int = 0
     #: Sequence number of the last entry received (0: none yet).
     last_seq: int = 0
-    #: Number of gaps: runs of entries that never arrived.
+    #: Number of gaps: spans of entries that never arrived.
     gaps: int = 0
     #: Entries in those gaps.
     missed: int = 0
@@ -280,7 +280,7 @@ class Collector:
         self._stop.set()
 
     def start(self) -> Collector:
-        """Run :meth:`run` in a background thread; return self."""
+        """Span :meth:`run` in a background thread; return self."""
         if self._thread is not None:
             raise RuntimeError("the collector is already running")
         self._thread = threading.Thread(

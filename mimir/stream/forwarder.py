@@ -21,13 +21,13 @@ from mimir.stream._sender import ACTIVE_POLL, CLOSE_DRAIN_SECONDS, QueuedSender
 from mimir.stream.protocol import (
     KIND_FORWARD,
     MAX_MESSAGE_BYTES,
-    RUN,
+    SPAN,
     encode_entries,
     encode_identity,
 )
 from mimir.stream.transport import check_address, client_curve_keys, client_socket, import_zmq
 
-__all__ = ["KIND_FORWARD", "MAX_MESSAGE_BYTES", "RUN", "ZMQForwardHandler"]
+__all__ = ["KIND_FORWARD", "MAX_MESSAGE_BYTES", "SPAN", "ZMQForwardHandler"]
 
 # How long to wait before retrying a batch ZeroMQ refused (its queue was full).
 _RETRY_POLL = 0.005
@@ -169,7 +169,7 @@ class ZMQForwardHandler(QueuedSender):
 
     # -- the sender thread -----------------------------------------------------------
 
-    def _run(self) -> None:
+    def _send_loop(self) -> None:
         zmq = import_zmq()
         context = sock = None
         held: _Held | None = None

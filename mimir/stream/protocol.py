@@ -18,7 +18,7 @@ heartbeat: the heartbeat keeps its exact layout, so clients that predate
 announcements (they count unknown messages as malformed and drop them) still read
 every heartbeat.
 
-Entries travel as an *index* (runs of consecutive sequence numbers, :data:`RUN`
+Entries travel as an *index* (spans of consecutive sequence numbers, :data:`SPAN`
 each) and a frame of *lines*: each entry's JSON text followed by one newline.
 """
 
@@ -41,14 +41,14 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_REQUEST_SIZE",
     "REPLAY_REQUEST",
-    "RUN",
+    "SPAN",
     "ProtocolError",
     "batch_end",
     "decode_forward",
     "decode_identity",
     "decode_replay_reply",
     "decode_replay_request",
-    "decode_runs",
+    "decode_spans",
     "decode_stream",
     "decode_subscription",
     "encode_announcement",
@@ -58,7 +58,6 @@ __all__ = [
     "encode_replay_reply",
     "encode_replay_request",
     "line_offset",
-    "run_id_of",
     "stream_header",
 ]
 
@@ -82,10 +81,10 @@ KIND_FORWARD = b"F"
 HEADER_SIZE = 33
 #: A replay request: these 6 bytes, optionally followed by a sequence number.
 REPLAY_REQUEST = b"REPLAY"
-#: A run of entries with consecutive sequence numbers: the sequence number of its
+#: A span of entries with consecutive sequence numbers: the sequence number of its
 #: first entry (8 bytes) and how many entries it holds (4 bytes). Its entries travel
 #: in another frame, as JSON lines each ending in a newline.
-RUN = struct.Struct(">QI")
+SPAN = struct.Struct(">QI")
 _SEQ = struct.Struct(">Q")
 _TWO_SEQS = struct.Struct(">QQ")
 #: Largest frame accepted by the stream's server sockets, in bytes (``ZMQ_MAXMSGSIZE``):
@@ -100,8 +99,8 @@ MAX_FORWARD_HEADER = 1024
 #: An announced replay address is at most this many bytes (printable ASCII).
 MAX_ANNOUNCED_ADDRESS = 1024
 
-#: A run of decoded entries: the sequence number of the first, and their JSON lines.
-Run = tuple[int, list[bytes]]
+#: A span of decoded entries: the sequence number of the first, and their JSON lines.
+Span = tuple[int, list[bytes]]
 
 
 # -- entries --------------------------------------------------------------------------
@@ -112,18 +111,13 @@ def stream_header(kind: bytes, run_id: str) -> bytes:
     return kind + run_id.encode("ascii")
 
 
-def run_id_of(header: bytes) -> str:
-    """The run id carried by frame 0 of a stream message (kind letter + 32 hex digits)."""
-    return header[1:].decode("ascii")
-
-
 def encode_entries(header: bytes, seq: int, count: int, lines: Any) -> list[Any]:
     """The frames of a message of ``count`` entries numbered from ``seq``.
 
     ``header`` is frame 0 (:func:`stream_header` or :func:`encode_identity`);
     ``lines`` (bytes or a memoryview) holds the entries, each ending in a newline.
     """
-    return [header, RUN.pack(seq, count), lines]
+    return [header, SPAN.pack(seq, count), lines]
 
 
 def batch_end(data: bytes | bytearray, start: int, end: int, limit: int) -> int:
@@ -149,29 +143,29 @@ def line_offset(data: bytes | bytearray, lines: int) -> int:
     return offset
 
 
-def decode_runs(index: bytes, data: bytes) -> list[Run]:
-    """The runs described by an index frame and a frame of lines.
+def decode_spans(index: bytes, data: bytes) -> list[Span]:
+    """The spans described by an index frame and a frame of lines.
 
-    ``index`` holds 12 bytes per run (first sequence number, count), in increasing
-    order without overlap; ``data`` the lines of all the runs, each ending in a
+    ``index`` holds 12 bytes per span (first sequence number, count), in increasing
+    order without overlap; ``data`` the lines of all the spans, each ending in a
     newline. Raises :class:`ProtocolError` when the two disagree.
     """
-    if len(index) % RUN.size or (data and data[-1:] != b"\n"):
+    if len(index) % SPAN.size or (data and data[-1:] != b"\n"):
         raise ProtocolError("malformed index, or lines not ending in a newline")
     lines = data.split(b"\n")
     lines.pop()  # after the final newline
-    runs = []
+    spans = []
     start = 0
     expected = 1
-    for seq, count in RUN.iter_unpack(index):
+    for seq, count in SPAN.iter_unpack(index):
         if count == 0 or seq < expected:
-            raise ProtocolError("runs empty, out of order or overlapping")
-        runs.append((seq, lines[start : start + count]))
+            raise ProtocolError("spans empty, out of order or overlapping")
+        spans.append((seq, lines[start : start + count]))
         start += count
         expected = seq + count
     if start != len(lines):
         raise ProtocolError("entry counts and lines disagree")
-    return runs
+    return spans
 
 
 # -- the stream socket ------------------------------------------------------------------
@@ -211,7 +205,7 @@ def _announced_address(frame: bytes) -> str | None:
 def decode_stream(frames: Sequence[bytes]) -> tuple[bytes, bytes, Any]:
     """(kind, run id as bytes, payload) of a message of the stream socket.
 
-    For :data:`KIND_ENTRIES` the payload is the list of its runs (one); for
+    For :data:`KIND_ENTRIES` the payload is the list of its spans (one); for
     :data:`KIND_HEARTBEAT`, the sequence number of the last entry published; for
     :data:`KIND_ANNOUNCE`, the replay address announced (a str), or None when the
     publisher keeps no replay. Frames after frame 1 of an announcement are reserved
@@ -220,8 +214,8 @@ def decode_stream(frames: Sequence[bytes]) -> tuple[bytes, bytes, Any]:
     header = frames[0] if frames else b""
     kind = header[:1]
     if len(header) == HEADER_SIZE:
-        if kind == KIND_ENTRIES and len(frames) == 3 and len(frames[1]) == RUN.size:
-            return kind, header[1:], decode_runs(frames[1], frames[2])
+        if kind == KIND_ENTRIES and len(frames) == 3 and len(frames[1]) == SPAN.size:
+            return kind, header[1:], decode_spans(frames[1], frames[2])
         if kind == KIND_HEARTBEAT and len(frames) == 2 and len(frames[1]) == _SEQ.size:
             return kind, header[1:], _SEQ.unpack(frames[1])[0]
         if kind == KIND_ANNOUNCE and len(frames) >= 2:
@@ -265,10 +259,10 @@ def encode_replay_reply(
     run_id: str,
     first: int,
     last: int,
-    runs: Sequence[tuple[int, int]],
+    spans: Sequence[tuple[int, int]],
     lines: Sequence[bytes],
 ) -> list[bytes]:
-    """A replay reply: the ``runs`` (first seq, count) kept, with their ``lines`` chunks.
+    """A replay reply: the ``spans`` (first seq, count) kept, with their ``lines`` chunks.
 
     ``first`` is the oldest entry kept (``last + 1`` when none is), ``last`` the
     last entry published before this reply.
@@ -277,13 +271,13 @@ def encode_replay_reply(
         *envelope,
         stream_header(KIND_REPLAY, run_id),
         _TWO_SEQS.pack(first, last),
-        b"".join([RUN.pack(seq, count) for seq, count in runs]),
+        b"".join([SPAN.pack(seq, count) for seq, count in spans]),
         b"".join(lines),
     ]
 
 
-def decode_replay_reply(frames: Sequence[bytes]) -> tuple[bytes, int, int, list[Run]]:
-    """(run id as bytes, first, last, runs) of a reply read from a DEALER socket."""
+def decode_replay_reply(frames: Sequence[bytes]) -> tuple[bytes, int, int, list[Span]]:
+    """(run id as bytes, first, last, spans) of a reply read from a DEALER socket."""
     if (
         len(frames) == 4
         and len(frames[0]) == HEADER_SIZE
@@ -291,7 +285,7 @@ def decode_replay_reply(frames: Sequence[bytes]) -> tuple[bytes, int, int, list[
         and len(frames[1]) == _TWO_SEQS.size
     ):
         first, last = _TWO_SEQS.unpack(frames[1])
-        return frames[0][1:], first, last, decode_runs(frames[2], frames[3])
+        return frames[0][1:], first, last, decode_spans(frames[2], frames[3])
     raise ProtocolError("not a Mímir replay reply")
 
 
@@ -336,9 +330,9 @@ def decode_forward(
     if len(frames) != 3:
         raise ProtocolError(f"{len(frames)} frames instead of 3")
     header, index, data = frames
-    if header[:1] != KIND_FORWARD or len(header) > max_header or len(index) != RUN.size:
+    if header[:1] != KIND_FORWARD or len(header) > max_header or len(index) != SPAN.size:
         raise ProtocolError("not a Mímir forward message")
-    first, count = RUN.unpack(index)
+    first, count = SPAN.unpack(index)
     if not first or not count or data[-1:] != b"\n" or data.count(b"\n") != count:
         raise ProtocolError("entry count and lines disagree")
     return header, first, count, data

@@ -20,7 +20,6 @@ from mimir.stream._sender import ACTIVE_POLL, CLOSE_DRAIN_SECONDS, QueuedSender
 from mimir.stream.protocol import (
     KIND_ENTRIES,
     MAX_REQUEST_SIZE,
-    RUN,
     ProtocolError,
     decode_replay_request,
     decode_subscription,
@@ -29,7 +28,6 @@ from mimir.stream.protocol import (
     encode_heartbeat,
     encode_replay_reply,
     line_offset,
-    run_id_of,
     stream_header,
 )
 from mimir.stream.transport import (
@@ -45,14 +43,7 @@ from mimir.stream.transport import (
     warn_if_exposed,
 )
 
-__all__ = [
-    "MAX_REQUEST_SIZE",
-    "RUN",
-    "ZMQStreamHandler",
-    "import_zmq",
-    "is_loopback",
-    "run_id_of",
-]
+__all__ = ["MAX_REQUEST_SIZE", "ZMQStreamHandler", "import_zmq", "is_loopback"]
 
 # At most this many replay requests are answered per turn of the sender loop, so
 # that a peer flooding the replay socket cannot stall the live stream.
@@ -324,7 +315,7 @@ class ZMQStreamHandler(QueuedSender):
 
     # -- the sender thread -----------------------------------------------------------
 
-    def _run(self) -> None:
+    def _send_loop(self) -> None:
         zmq = import_zmq()
         pub, router = self._pub, self._router
         header_entry = stream_header(KIND_ENTRIES, self.run_id)
@@ -445,7 +436,7 @@ class ZMQStreamHandler(QueuedSender):
             ring = self._ring
             last = self._last_published
             first = ring[0][0] if ring else last + 1
-            runs: list[list[int]] = []
+            spans: list[list[int]] = []
             chunks = []
             for seq, count, data in ring:
                 if seq + count - 1 <= after:
@@ -455,12 +446,12 @@ class ZMQStreamHandler(QueuedSender):
                     data = data[line_offset(data, skip) :]
                     seq += skip
                     count -= skip
-                if runs and runs[-1][0] + runs[-1][1] == seq:
-                    runs[-1][1] += count
+                if spans and spans[-1][0] + spans[-1][1] == seq:
+                    spans[-1][1] += count
                 else:
-                    runs.append([seq, count])
+                    spans.append([seq, count])
                 chunks.append(data)
-            reply = encode_replay_reply(envelope, self.run_id, first, last, runs, chunks)
+            reply = encode_replay_reply(envelope, self.run_id, first, last, spans, chunks)
             try:
                 router.send_multipart(reply, zmq.NOBLOCK)
             except zmq.ZMQError:

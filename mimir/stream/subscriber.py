@@ -24,7 +24,7 @@ from mimir.stream.protocol import (
     KIND_ENTRIES,
     KIND_HEARTBEAT,
     ProtocolError,
-    Run,
+    Span,
     decode_replay_reply,
     decode_stream,
     encode_replay_request,
@@ -80,7 +80,7 @@ class Subscription(Iterator[dict[str, Any]]):
             (None until known). Earlier entries were no longer kept for replay.
         last_seq: the sequence number of the last entry returned (0 before any).
         run_id: the publisher's run id (None until the first message).
-        gaps: how many gaps were seen: runs of entries that were lost, including
+        gaps: how many gaps were seen: spans of entries that were lost, including
             the entries before ``first_seq`` when replay is used.
         missed: how many entries those gaps held in total.
         restarts: how many times the publisher was seen to start a new run.
@@ -127,12 +127,12 @@ class Subscription(Iterator[dict[str, Any]]):
         self.replayed = 0
         self.replay_last: int | None = None
         self.bad_messages = 0
-        self._ready: deque[Run] = deque()  # runs to deliver, the first from _ready_pos
+        self._ready: deque[Span] = deque()  # spans to deliver, the first from _ready_pos
         self._ready_pos = 0
-        self._run: bytes | None = None  # run id of the current run, as in the header
+        self._run_id: bytes | None = None  # run id of the current run, as in the header
         self._syncing = False  # waiting for the replay reply
         self._anchor = 0  # first seq the live stream covers, while syncing
-        self._buffer: list[Run] = []  # live entries while syncing
+        self._buffer: list[Span] = []  # live entries while syncing
         self._asked_at = 0.0
         self._sync_started = 0.0
         self._expected = 0  # next seq, once synced (0: not synced)
@@ -235,7 +235,7 @@ class Subscription(Iterator[dict[str, Any]]):
                 return
             raise TimeoutError(
                 f"nothing from {self.address} within {self.timeout} s"
-                + ("" if self._run else " (no message at all: is the publisher running?)")
+                + ("" if self._run_id else " (no message at all: is the publisher running?)")
             )
         wait = float("inf") if deadline is None else deadline - now
         if self._awaiting:
@@ -264,11 +264,11 @@ class Subscription(Iterator[dict[str, Any]]):
                 continue
             if kind == KIND_ANNOUNCE:
                 self._announced = (run, payload)
-                if self._awaiting and run == self._run:
+                if self._awaiting and run == self._run_id:
                     self._use_announcement(payload)
                 continue
             if kind == KIND_HEARTBEAT:
-                if run != self._run:
+                if run != self._run_id:
                     self._new_run(run, kind, payload, [])
                 elif self._awaiting:
                     # The announcement goes out just before each heartbeat: a second
@@ -280,30 +280,30 @@ class Subscription(Iterator[dict[str, Any]]):
                     self._gap(self._expected, payload)  # entries this client never got
                     self._expected = payload + 1
                 continue
-            runs = payload
-            if run != self._run:
-                self._new_run(run, kind, runs[0][0], runs)
+            spans = payload
+            if run != self._run_id:
+                self._new_run(run, kind, spans[0][0], spans)
             elif self._syncing:
-                self._buffer.extend(runs)
+                self._buffer.extend(spans)
             else:
-                for index, (seq, lines) in enumerate(runs):
+                for index, (seq, lines) in enumerate(spans):
                     if seq < self._expected:
                         self._restart(f"sequence went back from {self._expected - 1} to {seq}")
-                        self._start(run, KIND_ENTRIES, seq, runs[index:])
+                        self._start(run, KIND_ENTRIES, seq, spans[index:])
                         break
                     self._accept(seq, lines)
 
-    def _new_run(self, run: bytes, kind: bytes, seq: int, runs: list[Run]) -> None:
-        if self._run is not None:
-            self._restart(f"run id changed from {self._run.decode()} to {run.decode()}")
-        self._start(run, kind, seq, runs)
+    def _new_run(self, run: bytes, kind: bytes, seq: int, spans: list[Span]) -> None:
+        if self._run_id is not None:
+            self._restart(f"run id changed from {self._run_id.decode()} to {run.decode()}")
+        self._start(run, kind, seq, spans)
 
-    def _start(self, run: bytes, kind: bytes, seq: int, runs: list[Run]) -> None:
+    def _start(self, run: bytes, kind: bytes, seq: int, spans: list[Span]) -> None:
         """The first message of a run: ask for the replay, or start live."""
-        self._run = run
+        self._run_id = run
         self.run_id = run.decode("ascii", "replace")
         self._anchor = seq if kind == KIND_ENTRIES else seq + 1
-        self._buffer = list(runs)
+        self._buffer = list(spans)
         if self._replay_from == "off":
             self._finish_sync([])
             return
@@ -378,12 +378,12 @@ class Subscription(Iterator[dict[str, Any]]):
             except ProtocolError:
                 self.bad_messages += 1
                 continue
-            if not self._syncing or run != self._run:
+            if not self._syncing or run != self._run_id:
                 continue  # an answer to an earlier request, or from an earlier run
             self.replay_last = last
             self._finish_sync(entries)
 
-    def _finish_sync(self, replayed: list[Run]) -> None:
+    def _finish_sync(self, replayed: list[Span]) -> None:
         """Join the replay (entries before the anchor) and the live entries buffered."""
         self._syncing = False
         anchor = self._anchor
@@ -552,10 +552,10 @@ class Follower:
         self.callback = callback
         self.error: BaseException | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mimir-follow", daemon=True)
+        self._thread = threading.Thread(target=self._follow_loop, name="mimir-follow", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
+    def _follow_loop(self) -> None:
         subscription = self.subscription
         try:
             while not self._stop.is_set():

@@ -33,7 +33,7 @@ zmq = pytest.importorskip("zmq")
 
 import mimir  # noqa: E402
 from mimir.stream.collector import Collector  # noqa: E402
-from mimir.stream.forwarder import MAX_MESSAGE_BYTES, RUN, ZMQForwardHandler  # noqa: E402
+from mimir.stream.forwarder import MAX_MESSAGE_BYTES, SPAN, ZMQForwardHandler  # noqa: E402
 
 HERE = Path(__file__).parent
 ENV = {**os.environ, "PYTHONPATH": str(HERE.parents[1])}
@@ -527,14 +527,14 @@ def test_s3_fuzz_and_pickle_dropped_and_counted(tmp_path: Path) -> None:
     rng = random.Random(7)
     malformed_messages = [
         [evil],
-        [header, RUN.pack(1, 1), evil],  # count 1 but no final newline
-        [b"F" + evil, RUN.pack(1, 1), b'{"i":0}\n'],
+        [header, SPAN.pack(1, 1), evil],  # count 1 but no final newline
+        [b"F" + evil, SPAN.pack(1, 1), b'{"i":0}\n'],
         [header, evil, b'{"i":0}\n'],
-        [header, RUN.pack(0, 1), b'{"i":0}\n'],
-        [header, RUN.pack(1, 2), b'{"i":0}\n'],
-        [b'F{"host":1,"pid":1,"run":"x"}', RUN.pack(1, 1), b'{"i":0}\n'],
-        [b'F{"host":"h","pid":1,"run":"x","extra":1}', RUN.pack(1, 1), b'{"i":0}\n'],
-        [b"F" + b"{" * 2000, RUN.pack(1, 1), b'{"i":0}\n'],
+        [header, SPAN.pack(0, 1), b'{"i":0}\n'],
+        [header, SPAN.pack(1, 2), b'{"i":0}\n'],
+        [b'F{"host":1,"pid":1,"run":"x"}', SPAN.pack(1, 1), b'{"i":0}\n'],
+        [b'F{"host":"h","pid":1,"run":"x","extra":1}', SPAN.pack(1, 1), b'{"i":0}\n'],
+        [b"F" + b"{" * 2000, SPAN.pack(1, 1), b'{"i":0}\n'],
         *[
             [rng.randbytes(rng.randrange(0, 64)) for _ in range(rng.choice([1, 2, 4, 5]))]
             for _ in range(300)
@@ -556,7 +556,7 @@ def test_s3_fuzz_and_pickle_dropped_and_counted(tmp_path: Path) -> None:
         for frames in malformed_messages:
             push.send_multipart(frames)
         good = b'{"i":0}\n'
-        push.send_multipart([header, RUN.pack(1, 1 + len(bad_lines)), good + b"".join(bad_lines)])
+        push.send_multipart([header, SPAN.pack(1, 1 + len(bad_lines)), good + b"".join(bad_lines)])
         wait_until(lambda: c.received == 1, what="the good entry after the bad ones")
         push.close(linger=0)
         context.term()
@@ -584,7 +584,7 @@ def test_deep_nesting_is_a_malformed_entry_reported_per_sender_with_a_count(
         for who in ("a", "b"):
             header = b'F{"host":"h","pid":1,"run":"%s"}' % who.encode()
             for seq in range(1, 6):
-                push.send_multipart([header, RUN.pack(2 * seq - 1, 2), b'{"i":%d}\n' % seq + deep])
+                push.send_multipart([header, SPAN.pack(2 * seq - 1, 2), b'{"i":%d}\n' % seq + deep])
         wait_until(lambda: c.received == 10 and c.bad_entries == 10, what="every message")
         push.close(linger=0)
         context.term()
@@ -608,7 +608,7 @@ def test_s4_oversized_frame_and_flood(tmp_path: Path) -> None:
         big.connect(c.address)
         header = b'F{"host":"h","pid":1,"run":"big"}'
         line = b'{"pad":"%s"}\n' % (b"x" * (1 << 20))
-        big.send_multipart([header, RUN.pack(1, 1), line])
+        big.send_multipart([header, SPAN.pack(1, 1), line])
         flood = spawn(str(HERE / "collector_flood.py"), c.address, stdin=subprocess.PIPE)
         assert flood.stdout is not None and flood.stdin is not None
         assert flood.stdout.readline().strip() == "flooding"

@@ -20,7 +20,7 @@ from mimir.stream.protocol import (
     decode_identity,
     decode_replay_reply,
     decode_replay_request,
-    decode_runs,
+    decode_spans,
     decode_stream,
     decode_subscription,
     encode_announcement,
@@ -30,7 +30,6 @@ from mimir.stream.protocol import (
     encode_replay_reply,
     encode_replay_request,
     line_offset,
-    run_id_of,
     stream_header,
 )
 
@@ -42,7 +41,7 @@ def test_entries_round_trip():
     """An entries message decodes to its run id and its one run of lines."""
     frames = encode_entries(stream_header(KIND_ENTRIES, RUN_ID), 7, 3, LINES)
     assert len(frames[0]) == protocol.HEADER_SIZE
-    assert run_id_of(frames[0]) == RUN_ID
+    assert frames[0][1:].decode("ascii") == RUN_ID
     kind, run, runs = decode_stream(frames)
     assert (kind, run) == (KIND_ENTRIES, RUN_ID.encode())
     assert runs == [(7, [b'{"i":7}', b'{"i":8}', b'{"i":9}'])]
@@ -68,7 +67,7 @@ def _decode_stream_before_announcements(frames: Sequence[bytes]) -> tuple[bytes,
     kind = header[:1]
     if len(header) == 33:
         if kind == b"E" and len(frames) == 3 and len(frames[1]) == 12:
-            return kind, header[1:], decode_runs(frames[1], frames[2])
+            return kind, header[1:], decode_spans(frames[1], frames[2])
         if kind == b"H" and len(frames) == 2 and len(frames[1]) == 8:
             return kind, header[1:], struct.unpack(">Q", frames[1])[0]
     raise ProtocolError("not a Mímir stream message")
@@ -275,7 +274,7 @@ DECODERS = [
     decode_replay_reply,
     decode_forward,
     lambda frames: decode_identity(frames[0]),
-    lambda frames: decode_runs(frames[0], frames[-1]),
+    lambda frames: decode_spans(frames[0], frames[-1]),
 ]
 
 

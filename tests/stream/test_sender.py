@@ -31,7 +31,7 @@ class GatedSender(QueuedSender):
     def _wake_locked(self) -> None:
         self._wakeup.set()
 
-    def _run(self) -> None:
+    def _send_loop(self) -> None:
         try:
             while True:
                 self._wakeup.wait(0.005)
