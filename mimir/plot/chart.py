@@ -457,6 +457,9 @@ def build_chart(
 ) -> Chart:
     """The chart of ``lines``, ``(run, key)`` pairs, against ``x_key``.
 
+    Each line gets an empty data source (columns ``x`` and ``y``) named
+    :func:`line_source_name`, in :attr:`Chart.sources`, for the caller to fill.
+
     Arguments:
         x_key: the name of the x axis.
         lines: one ``(run, key)`` per line; ``run`` names the run (``""`` for a
@@ -465,39 +468,20 @@ def build_chart(
         panels: one panel per key (True), one panel for all (False), or decide
             from ``ranges`` with :func:`panels_needed` (None; one panel when
             ``ranges`` is not given).
-        title: of the chart (default: the keys).
+        title: of the chart, above it (default: none; each panel is titled with
+            its key).
         x_axis: ``"linear"``; ``"datetime"`` for x values in milliseconds since the
             epoch (wall-clock time, shown in UTC); ``"elapsed"`` for x values in
             seconds since the start (shown as ``m:ss`` and ``h:mm:ss``). A time
             axis has no log-x toggle.
         smoothing: the initial smoothing weight, in [0, 0.999].
         height: the height of each panel in pixels; None fills the container
-            (the browser window) with the chart.
-        ranges: ``{key: (lo, hi)}`` of the values, when known, for ``panels=None``.
+            with the chart (put it in a layout with ``sizing_mode="stretch_both"``
+            to fill the browser window).
+        ranges: ``{key: (lo, hi)}`` of the values (:func:`key_ranges`), when known,
+            for ``panels=None``.
     """
     import_bokeh()
-    from bokeh.layouts import column, row
-    from bokeh.models import (
-        BasicTicker,
-        ColumnDataSource,
-        CustomJS,
-        CustomJSTickFormatter,
-        CustomJSTransform,
-        DataRange1d,
-        Div,
-        Legend,
-        LegendItem,
-        LinearScale,
-        LogScale,
-        LogTicker,
-        Slider,
-        Span,
-        Toggle,
-        Tooltip,
-    )
-    from bokeh.plotting import figure
-    from bokeh.transform import transform as apply_transform
-
     lines = [(str(run), str(key)) for run, key in lines]
     if not lines:
         raise ValueError("give at least one (run, key) line to plot")
@@ -507,68 +491,119 @@ def build_chart(
         raise ValueError(f"x_axis must be 'linear', 'datetime' or 'elapsed', got {x_axis!r}")
     if not 0.0 <= smoothing <= 0.999:
         raise ValueError(f"smoothing must be in [0, 0.999], got {smoothing!r}")
-    time_axis = x_axis != "linear"
-    if time_axis:
-        log_x = False
-    runs = list(dict.fromkeys(run for run, _ in lines))
     keys = list(dict.fromkeys(key for _, key in lines))
     if panels is None:
         panels = bool(ranges) and len(keys) > 1 and panels_needed(ranges or {})
-    panel_keys = [[key] for key in keys] if panels and len(keys) > 1 else [keys]
-    by_run = len(runs) > 1
-    dashed = by_run and len(keys) > 1 and len(panel_keys) == 1
+    builder = _Builder(
+        x_key,
+        lines,
+        panels=bool(panels),
+        x_axis=x_axis,
+        log_x=log_x and x_axis == "linear",
+        log_y=log_y,
+        smoothing=float(smoothing),
+        height=height,
+    )
+    for index, shown in enumerate(builder.panel_keys):
+        builder.add_panel(index, shown, title)
+    builder.add_legends()
+    builder.add_readout()
+    return builder.chart()
 
-    def colour(run: str, key: str) -> str:
-        index = runs.index(run) if by_run else keys.index(key)
+
+class _Builder:
+    """The parts of one chart as they are made (see :func:`build_chart`)."""
+
+    def __init__(
+        self,
+        x_key: str,
+        lines: list[tuple[str, str]],
+        *,
+        panels: bool,
+        x_axis: str,
+        log_x: bool,
+        log_y: bool,
+        smoothing: float,
+        height: int | None,
+    ) -> None:
+        from bokeh.models import CustomJSTickFormatter, CustomJSTransform, DataRange1d, Div
+
+        self.x_key = x_key
+        self.lines = lines
+        self.x_axis = x_axis
+        self.log_x = log_x
+        self.log_y = log_y
+        self.smoothing = smoothing
+        self.height = height
+        self.runs = list(dict.fromkeys(run for run, _ in lines))
+        self.keys = list(dict.fromkeys(key for _, key in lines))
+        self.panel_keys = (
+            [[key] for key in self.keys] if panels and len(self.keys) > 1 else [self.keys]
+        )
+        self.by_run = len(self.runs) > 1  # colour by run; else by key
+        self.dashed = self.by_run and len(self.keys) > 1 and len(self.panel_keys) == 1
+        self.smoother = CustomJSTransform(
+            args={"weight": smoothing},
+            v_func=_SMOOTH_JS,
+            name="mimir:smoothing",
+            syncable=False,  # the slider's value is what a server hears
+        )
+        self.x_range = DataRange1d(name="mimir:x_range", only_visible=True)
+        self.formats = {
+            ("x", False): CustomJSTickFormatter(
+                code=_TICK_JS, args={"log": False}, name="mimir:x_format"
+            ),
+            ("x", True): CustomJSTickFormatter(code=_TICK_JS, args={"log": True}),
+            ("y", False): CustomJSTickFormatter(
+                code=_TICK_JS, args={"log": False}, name="mimir:y_format"
+            ),
+            ("y", True): CustomJSTickFormatter(code=_TICK_JS, args={"log": True}),
+        }
+        self.elapsed_format = CustomJSTickFormatter(
+            code=_DURATION_TICK_JS, name="mimir:elapsed_format"
+        )
+        self.sources: dict[tuple[str, str], Any] = {}
+        self.raw: dict[tuple[str, str], Any] = {}
+        self.smoothed: dict[tuple[str, str], Any] = {}
+        self.figures: list[Any] = []
+        # What follows the mouse stays in the page (syncable=False): a server hears
+        # nothing of it.
+        self.readout = Div(
+            text="", name="mimir:readout", stylesheets=[_READOUT_CSS], syncable=False
+        )
+        self.tooltips: list[Any] = []
+        self.dots: list[Any] = []
+        self.spans: list[Any] = []
+        self.panel_lines: list[list[Any]] = []  # per figure: what the readout lists
+        self.log_parts: dict[str, list[Any]] = {"x": [], "y": []}  # what a log toggle swaps
+
+    def colour(self, run: str, key: str) -> str:
+        index = self.runs.index(run) if self.by_run else self.keys.index(key)
         return _PALETTE[index % len(_PALETTE)]
 
-    def dash(key: str) -> Any:
-        return _DASHES[keys.index(key) % len(_DASHES)] if dashed else "solid"
+    def dash(self, key: str) -> Any:
+        return _DASHES[self.keys.index(key) % len(_DASHES)] if self.dashed else "solid"
 
-    smoother = CustomJSTransform(
-        args={"weight": float(smoothing)},
-        v_func=_SMOOTH_JS,
-        name="mimir:smoothing",
-        syncable=False,  # the slider's value is what a server hears
-    )
-    x_range = DataRange1d(name="mimir:x_range", only_visible=True)
-    sizing = (
-        {"sizing_mode": "stretch_both"}
-        if height is None
-        else {
-            "sizing_mode": "stretch_width",
-            "height": int(height),
-        }
-    )
-    x_format_lin = CustomJSTickFormatter(code=_TICK_JS, args={"log": False}, name="mimir:x_format")
-    x_format_log = CustomJSTickFormatter(code=_TICK_JS, args={"log": True})
-    y_format_lin = CustomJSTickFormatter(code=_TICK_JS, args={"log": False}, name="mimir:y_format")
-    y_format_log = CustomJSTickFormatter(code=_TICK_JS, args={"log": True})
-    elapsed_format = CustomJSTickFormatter(code=_DURATION_TICK_JS, name="mimir:elapsed_format")
+    def add_panel(self, index: int, shown: list[str], title: str | None) -> None:
+        """A figure with the lines of the keys ``shown``, its cursor line, dots and tooltip."""
+        from bokeh.models import ColumnDataSource, DataRange1d, Span, Tooltip
+        from bokeh.plotting import figure
 
-    sources: dict[tuple[str, str], Any] = {}
-    raw: dict[tuple[str, str], Any] = {}
-    smoothed: dict[tuple[str, str], Any] = {}
-    figures: list[Any] = []
-    # What follows the mouse stays in the page (syncable=False): a server hears nothing of it.
-    readout = Div(text="", name="mimir:readout", stylesheets=[_READOUT_CSS], syncable=False)
-    tooltips: list[Any] = []
-    dots: list[Any] = []
-    spans: list[Any] = []
-    readout_lines: list[list[Any]] = []
-    log_parts: dict[str, list[Any]] = {"x": [], "y": []}
-
-    for index, shown in enumerate(panel_keys):
+        several = len(self.panel_keys) > 1
         panel_title = title if index == 0 else None
-        if len(panel_keys) > 1:
+        if several:
             panel_title = f"{title} — {shown[0]}" if title and index == 0 else shown[0]
+        sizing: dict[str, Any] = {"sizing_mode": "stretch_both"}
+        if self.height is not None:
+            sizing = {"sizing_mode": "stretch_width", "height": int(self.height)}
+        x_type = "log" if self.log_x else "linear"
         fig = figure(
             title=panel_title,
-            x_range=x_range,
+            x_range=self.x_range,
             y_range=DataRange1d(only_visible=True),
-            x_axis_type="datetime" if x_axis == "datetime" else ("log" if log_x else "linear"),
-            y_axis_type="log" if log_y else "linear",
-            x_axis_label=x_key if index == len(panel_keys) - 1 else None,
+            x_axis_type="datetime" if self.x_axis == "datetime" else x_type,
+            y_axis_type="log" if self.log_y else "linear",
+            x_axis_label=self.x_key if index == len(self.panel_keys) - 1 else None,
             y_axis_label=shown[0] if len(shown) == 1 else None,
             tools="pan,wheel_zoom,box_zoom,reset,save",
             active_scroll="wheel_zoom",
@@ -579,51 +614,26 @@ def build_chart(
             **sizing,
         )
         fig.toolbar.logo = None
-        if x_axis == "elapsed":
+        if self.x_axis == "elapsed":
             fig.xaxis.ticker = _duration_ticker()
-            fig.xaxis.formatter = elapsed_format
+            fig.xaxis.formatter = self.elapsed_format
             fig.xgrid.ticker = fig.xaxis[0].ticker
-        elif not time_axis:
-            fig.xaxis.formatter = x_format_log if log_x else x_format_lin
-        fig.yaxis.formatter = y_format_log if log_y else y_format_lin
+        elif self.x_axis == "linear":
+            fig.xaxis.formatter = self.formats["x", self.log_x]
+        fig.yaxis.formatter = self.formats["y", self.log_y]
         span = Span(
             location=None, dimension="height", line_color="#888888", line_width=1, syncable=False
         )
         fig.add_layout(span)
-        spans.append(span)
-        panel_lines = []
-        for run, key in lines:
-            if key not in shown:
-                continue
-            source = ColumnDataSource(data={"x": [], "y": []}, name=line_source_name(run, key))
-            sources[(run, key)] = source
-            style = {"line_color": colour(run, key), "line_dash": dash(key)}
-            raw[(run, key)] = fig.line(
-                "x",
-                "y",
-                source=source,
-                line_alpha=_RAW_ALPHA if smoothing > 0 else 0.0,
-                line_width=1,
-                **style,
-            )
-            smoothed[(run, key)] = fig.line(
-                "x",
-                apply_transform("y", smoother),
-                source=source,
-                name=f"{line_source_name(run, key)}:smoothed",
-                line_width=1,  # widened in the page when not dense (_WIDTH_JS)
-                **style,
-            )
-            for renderer in (raw[(run, key)], smoothed[(run, key)]):
-                renderer.glyph.syncable = False  # widths and alphas set in the page stay there
-            panel_lines.append(
-                [run, key, source, smoothed[(run, key)], colour(run, key), _dash_css(dash(key))]
-            )
-        panel_dots = ColumnDataSource(data={"x": [], "y": [], "color": []}, syncable=False)
-        fig.scatter("x", "y", source=panel_dots, color="color", size=7, line_color="white")
-        dots.append(panel_dots)
+        self.spans.append(span)
+        self.panel_lines.append(
+            [self.add_line(fig, line) for line in self.lines if line[1] in shown]
+        )
+        dots = ColumnDataSource(data={"x": [], "y": [], "color": []}, syncable=False)
+        fig.scatter("x", "y", source=dots, color="color", size=7, line_color="white")
+        self.dots.append(dots)
         tooltip = Tooltip(
-            content=readout,
+            content=self.readout,
             position=None,
             attachment="horizontal",
             show_arrow=False,
@@ -633,155 +643,207 @@ def build_chart(
             syncable=False,
         )
         fig.elements.append(tooltip)
-        tooltips.append(tooltip)
-        readout_lines.append(panel_lines)
+        self.tooltips.append(tooltip)
+        self.add_log_parts(fig)
+        self.figures.append(fig)
+
+    def add_line(self, fig: Any, line: tuple[str, str]) -> list[Any]:
+        """The raw and the smoothed line of ``(run, key)`` in ``fig``; what the readout needs."""
+        from bokeh.models import ColumnDataSource
+        from bokeh.transform import transform
+
+        run, key = line
+        source = ColumnDataSource(data={"x": [], "y": []}, name=line_source_name(run, key))
+        self.sources[line] = source
+        style = {"line_color": self.colour(run, key), "line_dash": self.dash(key)}
+        self.raw[line] = fig.line(
+            "x",
+            "y",
+            source=source,
+            line_alpha=_RAW_ALPHA if self.smoothing > 0 else 0.0,
+            line_width=1,
+            **style,
+        )
+        self.smoothed[line] = fig.line(
+            "x",
+            transform("y", self.smoother),
+            source=source,
+            name=f"{line_source_name(run, key)}:smoothed",
+            line_width=1,  # widened in the page when not dense (_WIDTH_JS)
+            **style,
+        )
+        for renderer in (self.raw[line], self.smoothed[line]):
+            renderer.glyph.syncable = False  # widths and alphas set in the page stay there
+        colour, dash = style["line_color"], _dash_css(style["line_dash"])
+        return [run, key, source, self.smoothed[line], colour, dash]
+
+    def add_log_parts(self, fig: Any) -> None:
+        """What the log toggles swap in ``fig``: scale, ticker, tick format (and the range)."""
+        from bokeh.models import BasicTicker, LinearScale, LogScale, LogTicker
+
         for dim in ("x", "y"):
-            if dim == "x" and time_axis:
+            if dim == "x" and self.x_axis != "linear":
                 continue
             axis = fig.xaxis[0] if dim == "x" else fig.yaxis[0]
             grid = fig.xgrid[0] if dim == "x" else fig.ygrid[0]
-            lin = [LinearScale(), BasicTicker(), x_format_lin if dim == "x" else y_format_lin]
-            log = [LogScale(), LogTicker(), x_format_log if dim == "x" else y_format_log]
+            linear = [LinearScale(), BasicTicker(), self.formats[dim, False]]
+            log = [LogScale(), LogTicker(), self.formats[dim, True]]
             range_ = fig.x_range if dim == "x" else fig.y_range
-            log_parts[dim].append([fig, axis, grid, lin, log, range_])
-        figures.append(fig)
+            self.log_parts[dim].append([fig, axis, grid, linear, log, range_])
 
-    # Legends: a toggle per group (a run, a key, or a line); a line shows when all its
-    # groups do. A toggle is an empty renderer, one in each figure with that legend,
-    # whose legend entry hides it; the copies in other figures follow it.
-    group_specs: list[tuple[str, str, str, Any]] = []  # (kind, label, colour, dash)
-    line_groups: list[list[int]] = []
-    if by_run:
-        group_specs += [("run", run, colour(run, ""), "solid") for run in runs]
-        if dashed:
-            group_specs += [("key", key, _KEY_SWATCH, dash(key)) for key in keys]
-        for run, key in lines:
-            found = [runs.index(run)]
-            if dashed:
-                found.append(len(runs) + keys.index(key))
-            line_groups.append(found)
-    else:
-        for index, (run, key) in enumerate(lines):
-            label = key if len(lines) > 1 or not run else f"{run}: {key}"
-            group_specs.append(("line", label, colour(run, key), dash(key)))
-            line_groups.append([index])
-    copies: list[list[Any]] = [[] for _ in group_specs]
-    swatch = ColumnDataSource(data={"x": [math.nan], "y": [math.nan]})  # no point to draw
-    legend_figures = figures if by_run else (figures if len(figures) == 1 else [])
-    for fig in legend_figures:
-        items: dict[str, list[Any]] = {"run": [], "key": [], "line": []}
-        for index, (kind, label, colour_, dash_) in enumerate(group_specs):
-            renderer = fig.line(
-                "x",
-                "y",
-                source=swatch,
-                line_color=colour_,
-                line_dash=dash_,
-                line_width=2,
-                name=f"mimir:toggle:{kind}:{label}" if fig is figures[0] else None,
-            )
-            copies[index].append(renderer)
-            items[kind].append(LegendItem(label=label, renderers=[renderer]))
-        for kind, place in (("run", "right"), ("line", "right"), ("key", "above")):
-            if not items[kind]:
-                continue
-            fig.add_layout(
-                Legend(
-                    items=items[kind],
-                    title="run" if kind == "run" and dashed else None,
-                    click_policy="hide",
-                    orientation="horizontal" if place == "above" else "vertical",
-                    location="top_left" if place == "above" else "top_right",
-                    name=f"mimir:legend:{kind}" if fig is figures[0] else None,
-                ),
-                place,
-            )
-    if legend_figures:
+    def add_legends(self) -> None:
+        """Legends that toggle runs and keys (or lines), synchronised across panels.
+
+        A toggle per group (a run, a key, or a line); a line shows when all its
+        groups do. A toggle is an empty renderer, one in each figure with that
+        legend, whose legend entry hides it; its copies in other figures follow it.
+        """
+        from bokeh.models import ColumnDataSource, CustomJS, Legend, LegendItem
+
+        groups: list[tuple[str, str, str, Any]] = []  # (kind, label, colour, dash)
+        line_groups: list[list[int]] = []
+        if self.by_run:
+            groups += [("run", run, self.colour(run, ""), "solid") for run in self.runs]
+            if self.dashed:
+                groups += [("key", key, _KEY_SWATCH, self.dash(key)) for key in self.keys]
+            for run, key in self.lines:
+                found = [self.runs.index(run)]
+                if self.dashed:
+                    found.append(len(self.runs) + self.keys.index(key))
+                line_groups.append(found)
+            legend_figures = self.figures
+        else:
+            for index, (run, key) in enumerate(self.lines):
+                label = key if len(self.lines) > 1 or not run else f"{run}: {key}"
+                groups.append(("line", label, self.colour(run, key), self.dash(key)))
+                line_groups.append([index])
+            legend_figures = self.figures if len(self.figures) == 1 else []  # titles say it
+        if not legend_figures:
+            return
+        copies: list[list[Any]] = [[] for _ in groups]
+        swatch = ColumnDataSource(data={"x": [math.nan], "y": [math.nan]})  # nothing to draw
+        top = self.figures[0]
+        for fig in legend_figures:
+            items: dict[str, list[Any]] = {"run": [], "key": [], "line": []}
+            for index, (kind, label, colour, dash) in enumerate(groups):
+                renderer = fig.line(
+                    "x",
+                    "y",
+                    source=swatch,
+                    line_color=colour,
+                    line_dash=dash,
+                    line_width=2,
+                    name=f"mimir:toggle:{kind}:{label}" if fig is top else None,
+                )
+                copies[index].append(renderer)
+                items[kind].append(LegendItem(label=label, renderers=[renderer]))
+            for kind, place in (("run", "right"), ("line", "right"), ("key", "above")):
+                if items[kind]:
+                    legend = Legend(
+                        items=items[kind],
+                        title="run" if kind == "run" and self.dashed else None,
+                        click_policy="hide",
+                        orientation="horizontal" if place == "above" else "vertical",
+                        location="top_left" if place == "above" else "top_right",
+                        name=f"mimir:legend:{kind}" if fig is top else None,
+                    )
+                    fig.add_layout(legend, place)
         line_toggles = [
-            [[raw[line], smoothed[line]], groups]
-            for line, groups in zip(lines, line_groups, strict=True)
+            [[self.raw[line], self.smoothed[line]], found]
+            for line, found in zip(self.lines, line_groups, strict=True)
         ]
         callback = CustomJS(args={"groups": copies, "lines": line_toggles}, code=_GROUPS_JS)
         for group in copies:
             for renderer in group:
                 renderer.js_on_change("visible", callback)
 
-    # The readout at the cursor.
-    for index, (fig, panel_lines) in enumerate(zip(figures, readout_lines, strict=True)):
-        hover = CustomJS(
-            args={
-                "readout": readout,
-                "spans": spans,
-                "dots": dots,
-                "own_dots": dots[index],
-                "tooltips": tooltips,
-                "tooltip": tooltips[index],
-                "lines": panel_lines,
-                "transform": smoother,
-                "x_key": x_key,
-                "mode": x_axis,
-            },
-            code=_READOUT_JS,
-        )
-        fig.js_on_event("mousemove", hover)
-        fig.js_on_event("mouseleave", hover)
+    def add_readout(self) -> None:
+        """The readout at the cursor: each figure's mouse moves fill and place it."""
+        from bokeh.models import CustomJS
 
-    slider = Slider(
-        start=0.0,
-        end=0.999,
-        step=0.001,
-        value=float(smoothing),
-        title="Smoothing",
-        name="mimir:smoothing_slider",
-        width=260,
-    )
-    # Thin lines when dense: wide ones cost ten times as much to draw.
-    widths = CustomJS(
-        args={
-            "lines": [[sources[line], smoothed[line]] for line in lines],
-            "wide": _LINE_WIDTH,
-            "dense": _DENSE_POINTS,
-        },
-        code=_WIDTH_JS,
-    )
-    x_range.js_on_change("start", widths)
-    for source in sources.values():
-        source.js_on_change("data", widths)
-        source.js_on_change("streaming", widths)
-    slider.js_on_change(
-        "value",
-        CustomJS(
-            args={"transform": smoother, "raw": list(raw.values()), "raw_alpha": _RAW_ALPHA},
-            code=_SLIDER_JS,
-        ),
-    )
-    log_y_toggle = Toggle(label="log y", active=log_y, name="mimir:log_y", width=70)
-    log_y_toggle.js_on_change(
-        "active", CustomJS(args={"parts": log_parts["y"], "dim": "y"}, code=_LOG_JS)
-    )
-    controls = [slider, log_y_toggle]
-    log_x_toggle = None
-    if not time_axis:
-        log_x_toggle = Toggle(label="log x", active=log_x, name="mimir:log_x", width=70)
-        log_x_toggle.js_on_change(
-            "active", CustomJS(args={"parts": log_parts["x"], "dim": "x"}, code=_LOG_JS)
+        for index, fig in enumerate(self.figures):
+            hover = CustomJS(
+                args={
+                    "readout": self.readout,
+                    "spans": self.spans,
+                    "dots": self.dots,
+                    "own_dots": self.dots[index],
+                    "tooltips": self.tooltips,
+                    "tooltip": self.tooltips[index],
+                    "lines": self.panel_lines[index],
+                    "transform": self.smoother,
+                    "x_key": self.x_key,
+                    "mode": self.x_axis,
+                },
+                code=_READOUT_JS,
+            )
+            fig.js_on_event("mousemove", hover)
+            fig.js_on_event("mouseleave", hover)
+
+    def chart(self) -> Chart:
+        """The controls above the figures, wired; the finished :class:`Chart`."""
+        from bokeh.layouts import column, row
+        from bokeh.models import CustomJS, Slider, Toggle
+
+        slider = Slider(
+            start=0.0,
+            end=0.999,
+            step=0.001,
+            value=self.smoothing,
+            title="Smoothing",
+            name="mimir:smoothing_slider",
+            width=260,
         )
-        controls.append(log_x_toggle)
-    layout = column(
-        row(*controls, sizing_mode="stretch_width"),
-        *figures,
-        sizing_mode="stretch_both" if height is None else "stretch_width",
-        name="mimir:chart",
-    )
-    return Chart(
-        layout=layout,
-        sources=sources,
-        x_range=x_range,
-        figures=figures,
-        panels=panel_keys,
-        smoothing=slider,
-        log_x=log_x_toggle,
-        log_y=log_y_toggle,
-        smoothed=smoothed,
-        raw=raw,
-    )
+        slider.js_on_change(
+            "value",
+            CustomJS(
+                args={
+                    "transform": self.smoother,
+                    "raw": list(self.raw.values()),
+                    "raw_alpha": _RAW_ALPHA,
+                },
+                code=_SLIDER_JS,
+            ),
+        )
+        # Thin lines when dense: wide ones cost a browser ten times as much to draw.
+        widths = CustomJS(
+            args={
+                "lines": [[self.sources[line], self.smoothed[line]] for line in self.lines],
+                "wide": _LINE_WIDTH,
+                "dense": _DENSE_POINTS,
+            },
+            code=_WIDTH_JS,
+        )
+        self.x_range.js_on_change("start", widths)  # also when first drawn
+        for source in self.sources.values():
+            source.js_on_change("data", widths)
+            source.js_on_change("streaming", widths)
+        toggles = {}
+        for dim, active in (("y", self.log_y), ("x", self.log_x)):
+            if self.log_parts[dim]:
+                toggle = Toggle(
+                    label=f"log {dim}", active=active, name=f"mimir:log_{dim}", width=70
+                )
+                toggle.js_on_change(
+                    "active",
+                    CustomJS(args={"parts": self.log_parts[dim], "dim": dim}, code=_LOG_JS),
+                )
+                toggles[dim] = toggle
+        layout = column(
+            row(slider, *toggles.values(), sizing_mode="stretch_width"),
+            *self.figures,
+            sizing_mode="stretch_both" if self.height is None else "stretch_width",
+            name="mimir:chart",
+        )
+        return Chart(
+            layout=layout,
+            sources=self.sources,
+            x_range=self.x_range,
+            figures=self.figures,
+            panels=self.panel_keys,
+            smoothing=slider,
+            log_x=toggles.get("x"),
+            log_y=toggles.get("y"),
+            smoothed=self.smoothed,
+            raw=self.raw,
+        )
