@@ -265,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
         store = plot_server.PointStore(args.x_key, args.y_keys, log_y=args.log_y)
         feeds: list[Any] = []
         for (kind, value, replay), name in zip(inputs, names, strict=True):
+            store.declare(name)
             if kind == "file":
                 feeds.append(plot_server.FileFeed(store, os.path.abspath(value), run=name))
             else:

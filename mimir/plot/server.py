@@ -61,9 +61,9 @@ __all__ = [
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _STREAM_BATCH_SECONDS = 0.05  # entries from a stream reach the store in batches this often
-_REFRESH_MS = 200  # each tab takes the new points and the status this often
+_REFRESH_MS = 250  # each tab takes the new points and the status this often
 #: Pixel columns a live view is decimated for (wider than a plot on most screens).
-COLUMNS = 2000
+COLUMNS = 1200
 _CHUNK_LINES = 20_000  # lines of a log parsed and added at a time
 _CHUNK_BYTES = 4 << 20  # bytes of a plain log read at a time
 
