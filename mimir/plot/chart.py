@@ -156,7 +156,7 @@ class Chart:
         x_range: the x range every panel shares.
         figures: the figures, one per panel, top first.
         panels: the keys of each figure (one list per figure).
-        smoothing: the slider of the smoothing weight.
+        slider: the slider of the smoothing weight.
         log_x, log_y: the toggles of the log axes (``log_x`` is None on a time axis).
         smoothed: ``{(run, key): renderer}`` of the smoothed lines.
         raw: ``{(run, key): renderer}`` of the raw lines.
@@ -167,7 +167,7 @@ class Chart:
     x_range: Any
     figures: list[Any]
     panels: list[list[str]] = field(default_factory=list)
-    smoothing: Any = None
+    slider: Any = None
     log_x: Any = None
     log_y: Any = None
     smoothed: dict[tuple[str, str], Any] = field(default_factory=dict)
@@ -841,7 +841,7 @@ class _Builder:
             x_range=self.x_range,
             figures=self.figures,
             panels=self.panel_keys,
-            smoothing=slider,
+            slider=slider,
             log_x=toggles.get("x"),
             log_y=toggles.get("y"),
             smoothed=self.smoothed,
