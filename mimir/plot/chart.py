@@ -248,7 +248,8 @@ const step = Math.abs(finite[1] - finite[0]);
 for (const [unit, suffix] of units)  // in a unit when 3 decimals of it tell the ticks apart
   if (big >= unit && step >= unit / 1000) return scaled(tick, unit, suffix, step);
 if (Number.isInteger(step) && finite.every(Number.isInteger)) return grouped(tick, 0);
-if (big >= 1e-4 || tick === 0) return grouped(tick, decimals(step));
+if (big >= 1e-4) return grouped(tick, decimals(step));
+if (tick === 0) return "0";
 const digits = Math.max(0, decimals(step / 10 ** Math.floor(Math.log10(big))));
 return tick.toExponential(digits).replace("e+", "e");
 """

@@ -592,10 +592,10 @@ def test_ticks_are_never_scientific_for_steps_up_to_a_trillion(browser, tmp_path
     assert labels and all("e" not in label for label in labels), labels
     y_labels = browser.execute_script(
         "return Bokeh.documents[0].get_model_by_name('mimir:y_format')"
-        ".doFormat([0.00002, 0.00004], {}).concat("
+        ".doFormat([0, 0.00002, 0.00004], {}).concat("
         "Bokeh.documents[0].get_model_by_name('mimir:y_format').doFormat([0.25, 0.5, 0.75], {}))"
     )
-    assert y_labels == ["2e-5", "4e-5", "0.25", "0.50", "0.75"]
+    assert y_labels == ["0", "2e-5", "4e-5", "0.25", "0.50", "0.75"]
     assert _problems(browser) == []
 
 
