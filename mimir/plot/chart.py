@@ -44,7 +44,8 @@ __all__ = [
 #: Keys whose scales differ by more than this factor get a panel each.
 PANEL_RATIO = 100.0
 
-#: Colours of the runs (or of the keys, with one run): Bokeh's Category10.
+#: Colours of the runs (or of the keys, with one run): Bokeh's Category10 (Category20
+#: past ten).
 _PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -579,8 +580,13 @@ class _Builder:
         self.log_parts: dict[str, list[Any]] = {"x": [], "y": []}  # what a log toggle swaps
 
     def colour(self, run: str, key: str) -> str:
+        """The colour of a line: its run's (its key's, with one run)."""
+        from bokeh.palettes import Category20
+
         index = self.runs.index(run) if self.by_run else self.keys.index(key)
-        return _PALETTE[index % len(_PALETTE)]
+        count = len(self.runs) if self.by_run else len(self.keys)
+        palette = _PALETTE if count <= len(_PALETTE) else Category20[20]  # 20 before repeating
+        return palette[index % len(palette)]
 
     def dash(self, key: str) -> Any:
         return _DASHES[self.keys.index(key) % len(_DASHES)] if self.dashed else "solid"

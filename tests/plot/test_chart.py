@@ -144,6 +144,15 @@ def test_colour_follows_the_run_and_dash_the_key():
     assert chart.panels == [["loss", "acc"]] and len(chart.figures) == 1
 
 
+def test_up_to_twenty_runs_have_colours_of_their_own():
+    """Past ten runs, the palette has twenty colours before any repeats."""
+    _bokeh()
+    from mimir.plot.chart import build_chart
+
+    chart = build_chart("step", [(f"run {i}", "loss") for i in range(20)])
+    assert len({renderer.glyph.line_color for renderer in chart.smoothed.values()}) == 20
+
+
 def test_one_run_gets_a_colour_per_key_and_a_legend_entry_per_line():
     """With one run, each key has its own colour, solid, and its own legend entry."""
     _bokeh()
