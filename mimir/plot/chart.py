@@ -286,7 +286,7 @@ for (const [renderers, toggles] of lines) {
 }
 """
 
-# The log toggles: swap each figure's scale, ticker and tick format, then rescale.
+# The log toggles: swap each figure's scale, ticker and tick format, then fit that axis.
 _LOG_JS = """
 const log = cb_obj.active;
 for (const [fig, axis, grid, lin_parts, log_parts, range] of parts) {
@@ -297,7 +297,14 @@ for (const [fig, axis, grid, lin_parts, log_parts, range] of parts) {
   if (grid != null) grid.ticker = ticker;
   if (dim == "x") fig.x_scale = scale; else fig.y_scale = scale;
 }
-for (const [fig] of parts) fig.reset.emit();
+// Fit the toggled axis to the data again; the other one keeps its zoom.
+for (const [fig, , , , , range] of parts) {
+  const view = window.Bokeh?.index?.find_one?.(fig);
+  if (view == null || !("have_updated_interactively" in range)) { fig.reset.emit(); continue; }
+  range.have_updated_interactively = false;
+  view.invalidate_dataranges = true;
+  view.request_paint();
+}
 """
 
 # The readout: at the cursor's x, each visible line's nearest point (binary search

@@ -628,6 +628,12 @@ def test_log_toggles_switch_the_axes_in_the_page(browser, tmp_path):
         "BasicTicker",
         "LinearScale",
     ]
+    browser.execute_script(  # zoom in on x, as the wheel or a box would
+        "const fig = Bokeh.documents[0].get_model_by_name('mimir:figure:0');"
+        "const view = Bokeh.index.find_one(fig);"
+        "view.update_range({xrs: new Map([[fig.x_range, {start: 5, end: 500}]]),"
+        " yrs: new Map([[fig.y_range, {start: 0.5, end: 1.5}]])});"
+    )
     _click(browser, "mimir:log_y")
     state = _until(
         browser,
@@ -635,7 +641,12 @@ def test_log_toggles_switch_the_axes_in_the_page(browser, tmp_path):
         "a log y scale",
     )
     assert state[1:3] == ["LogScale", "LogTicker"]
-    assert 0 < state[4] <= 0.001  # the range was fitted to the log scale
+    assert 0 < state[4] <= 0.001  # the y range was fitted to the data on a log scale
+    x_range = browser.execute_script(
+        "const r = Bokeh.documents[0].get_model_by_name('mimir:figure:0').x_range;"
+        "return [r.start, r.end]"
+    )
+    assert x_range == [5, 500]  # the x zoom stays
     _click(browser, "mimir:log_x")
     _until(browser, lambda: browser.execute_script(state_js)[0] == "LogScale", "a log x scale")
     browser.save_screenshot(str(_artifact("chart-log.png")))
