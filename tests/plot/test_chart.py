@@ -560,6 +560,43 @@ def test_readout_names_run_and_key_and_gives_every_value_at_the_cursor(browser, 
     assert _problems(browser) == []
 
 
+def test_legends_toggle_runs_and_keys_together(browser, tmp_path):
+    """A line shows when both its run and its key are shown in the legends."""
+    from mimir.plot.chart import build_chart
+
+    lines = [("a", "loss"), ("b", "loss"), ("a", "acc"), ("b", "acc")]
+    chart = build_chart("iteration", lines)
+    for index, source in enumerate(chart.sources.values()):
+        source.data = _noisy(index, 50)
+    _open(browser, chart, tmp_path / "legends.html")
+    visible_js = """
+        const doc = Bokeh.documents[0];
+        return arguments[0].map((name) => [
+          doc.get_model_by_name(name + ":smoothed").visible,
+          Bokeh.index.find_one(doc.get_model_by_name("mimir:figure:0")).renderer_views
+            .values().find((r) => r.model.data_source.name == name && r.model.name == null)
+            .model.visible,
+        ]);
+    """
+    names = [line_source_name(run, key) for run, key in lines]
+
+    def shown() -> list[bool]:
+        pairs = browser.execute_script(visible_js, names)
+        assert all(smoothed == raw for smoothed, raw in pairs)  # raw and smoothed go together
+        return [smoothed for smoothed, _ in pairs]
+
+    assert shown() == [True, True, True, True]
+    for toggle, value, expected in [
+        ("mimir:toggle:key:acc", False, [True, True, False, False]),
+        ("mimir:toggle:run:b", False, [True, False, False, False]),
+        ("mimir:toggle:key:acc", True, [True, False, True, False]),  # b stays hidden
+        ("mimir:toggle:run:b", True, [True, True, True, True]),
+    ]:
+        _set(browser, toggle, "visible", value)
+        _until(browser, lambda expected=expected: shown() == expected, f"{toggle} = {value}")
+    assert _problems(browser) == []
+
+
 def test_ticks_are_never_scientific_for_steps_up_to_a_trillion(browser, tmp_path):
     """The x formatter writes 999,999 and 1T, and whole tick lists without 'e+'."""
     from mimir.plot.chart import build_chart
