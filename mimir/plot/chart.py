@@ -286,7 +286,7 @@ for (const [renderers, toggles] of lines) {
 }
 """
 
-# The log toggles: swap each figure's scale, ticker and tick format, then fit that axis.
+# The log toggles: swap each figure's scale, ticker and tick format, then fit the view.
 _LOG_JS = """
 const log = cb_obj.active;
 for (const [fig, axis, grid, lin_parts, log_parts, range] of parts) {
@@ -297,10 +297,15 @@ for (const [fig, axis, grid, lin_parts, log_parts, range] of parts) {
   if (grid != null) grid.ticker = ticker;
   if (dim == "x") fig.x_scale = scale; else fig.y_scale = scale;
 }
-// Fit the toggled axis to the data again; the other one keeps its zoom.
+// Log y: fit the y axis to the data again, the x axis keeps its zoom. Log x: reset the
+// view, as the reset tool does (and with its Reset event, which whoever refines the
+// data on zoom hears).
 for (const [fig, , , , , range] of parts) {
   const view = window.Bokeh?.index?.find_one?.(fig);
-  if (view == null || !("have_updated_interactively" in range)) { fig.reset.emit(); continue; }
+  if (dim == "x" || view == null || !("have_updated_interactively" in range)) {
+    fig.reset.emit();
+    continue;
+  }
   range.have_updated_interactively = false;
   view.invalidate_dataranges = true;
   view.request_paint();

@@ -685,6 +685,20 @@ def test_log_toggles_switch_the_axes_in_the_page(browser, tmp_path):
     assert x_range == [5, 500]  # the x zoom stays
     _click(browser, "mimir:log_x")
     _until(browser, lambda: browser.execute_script(state_js)[0] == "LogScale", "a log x scale")
+    _until(  # log x shows the whole run again, as the reset tool does
+        browser,
+        lambda: (
+            (
+                r := browser.execute_script(
+                    "const r = Bokeh.documents[0].get_model_by_name('mimir:figure:0').x_range;"
+                    "return [r.start, r.end]"
+                )
+            )[0]
+            <= 1
+            and r[1] >= 1000
+        ),
+        "the whole x range",
+    )
     browser.save_screenshot(str(_artifact("chart-log.png")))
     _click(browser, "mimir:log_y")
     state = _until(
