@@ -292,6 +292,7 @@ def bench_live(args, directory: str, driver) -> None:
         server.terminate()
         server.wait(30)
     loading = [d for start, d in tasks if start <= ready]
+    over = [(start, d) for start, d in tasks if start > ready and d > 100]
     tasks = [d for start, d in tasks if start > ready]
     worst = max(tasks, default=0.0)
     print(
@@ -311,7 +312,13 @@ def bench_live(args, directory: str, driver) -> None:
         f"  long tasks (> 50 ms): {len(tasks)}, longest {worst:.0f} ms; "
         f"{sum(t > 100 for t in tasks)} over 100 ms (target: none)"
     )
+    for start, duration in over:
+        print(f"    {duration:.0f} ms at {(start - ready) / 1000:.1f} s after the first data")
     print(f"  animation frames: {frames['count']:,}, longest gap {frames['worst']:.0f} ms")
+    print(
+        f"  (load average of the machine at the end: {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores)"
+    )
 
 
 NOTEBOOK_CELLS = [

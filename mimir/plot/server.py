@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -61,7 +62,8 @@ __all__ = [
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _STREAM_BATCH_SECONDS = 0.05  # entries from a stream reach the store in batches this often
-_REFRESH_MS = 250  # each tab takes the new points and the status this often
+_REFRESH_MS = 250  # each tab takes the new points this often
+_STATUS_SECONDS = 1.0  # and its status line (a new text lays the page out again) this often
 #: Pixel columns a live view is decimated for (wider than a plot on most screens).
 COLUMNS = 1200
 _CHUNK_LINES = 20_000  # lines of a log parsed and added at a time
@@ -514,6 +516,7 @@ class FileFeed:
             file.seek(self._offset)
 
     def _run(self) -> None:
+        _lower_priority()
         wait = self.poll
         while True:
             started = time.monotonic()
@@ -532,6 +535,16 @@ class FileFeed:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5.0)
+
+
+def _lower_priority() -> None:
+    """Lower the priority of the calling thread (Linux), so that reading a big log gives
+    way to the server answering pages and to a browser on the same machine."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            pass
 
 
 def _malformed(path: str, lineno: int, line: bytes, error: BaseException) -> str:
@@ -556,6 +569,7 @@ class _Session:
         self.sources: dict[tuple[str, str], Any] = {}
         self.shown: dict[tuple[str, str], Any] = {}
         self.version = -1
+        self.told = 0.0  # when the status line was last refreshed
         self.layout: Any = None
         self.build()
 
@@ -571,6 +585,7 @@ class _Session:
         self.mode_div, self.status_div = divs
         self.sources = chart.sources
         self.shown = {}
+        self.told = 0.0
         if self.layout is not None:
             self.doc.remove_root(self.layout)
         self.layout = layout
@@ -596,12 +611,20 @@ class _Session:
     def pull(self) -> None:
         """Give each line the points of the range in view (on the document's thread)."""
         x0, x1 = self.range if self.range is not None else (None, None)
-        for line, source in self.sources.items():
+        changes = {}
+        for line in self.sources:
             stamp = (self.store.count(line), self.range)
-            if self.shown.get(line) == stamp:
-                continue
-            source.data = self.store.view(line, x0, x1)
-            self.shown[line] = stamp
+            if self.shown.get(line) != stamp:
+                changes[line] = (stamp, self.store.view(line, x0, x1))
+        if not changes:
+            return
+        self.doc.hold("combine")  # every line in one message: the page draws once
+        try:
+            for line, (stamp, data) in changes.items():
+                self.sources[line].data = data
+                self.shown[line] = stamp
+        finally:
+            self.doc.unhold()
 
     def refresh(self) -> None:
         """Periodic: new lines, new points, and the status line."""
@@ -611,6 +634,10 @@ class _Session:
         if self.store.version != self.version:
             self.version = self.store.version
             self.pull()
+        now = time.monotonic()
+        if now - self.told < _STATUS_SECONDS:
+            return
+        self.told = now
         problem = self.store.problem(_where(self.feeds))
         parts = [feed.status for feed in self.feeds if feed.status]
         status = html.escape("; ".join(parts) or self.store.status)

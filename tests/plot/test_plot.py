@@ -461,6 +461,44 @@ def test_notebook_plot_of_two_streams_shows_its_warnings_with_the_plot(publisher
     assert not any("Warning" in error for error in errors), errors
 
 
+def test_notebook_plot_returns_before_its_stream_exists():
+    """notebook_plot blocks on nothing: it returns for a publisher that does not exist yet,
+    and plots its entries once it starts."""
+    _bokeh()
+    pytest.importorskip("zmq")
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    cells = [
+        "import socket, time\nimport mimir, mimir.plot\n"
+        "probe = socket.socket()\nprobe.bind(('127.0.0.1', 0))\n"
+        "port = probe.getsockname()[1]\nprobe.close()\n"
+        "plot = mimir.plot.notebook_plot('iteration', 'loss', "
+        "address=f'tcp://127.0.0.1:{port}', replay=False)\n"
+        "print(plot.received, plot.running)",
+        "logger = mimir.Logger(stream=True, stream_address=f'tcp://127.0.0.1:{port}', "
+        "replay_address='tcp://127.0.0.1:0', formatter=None)\n"
+        "deadline = time.monotonic() + 30\ni = 0\n"
+        "while plot.received == 0 and time.monotonic() < deadline:\n"
+        "    logger.log({'iteration': i, 'loss': 1 / (i + 1)})\n    i += 1\n"
+        "    time.sleep(0.01)\n"
+        "print(plot.received > 0, plot.error)",
+        "plot.stop()\nlogger.close()",
+    ]
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    client = nbclient.NotebookClient(
+        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
+    client.execute()
+    outputs = [
+        "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+        for cell in notebook.cells
+    ]
+    assert outputs[0].strip() == "0 True"  # returned with no stream to wait for
+    assert outputs[1].strip() == "True None"
+
+
 def test_example_notebook_runs(tmp_path):
     """examples/live_plot.ipynb runs top to bottom in a real kernel."""
     _bokeh()
