@@ -113,7 +113,14 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     view = parser.add_argument_group("what is shown")
     view.add_argument("--rollover", type=_positive, metavar="N", help=argparse.SUPPRESS)
     view.add_argument("--decimate", type=_positive, metavar="N", help=argparse.SUPPRESS)
-    view.add_argument("--log-y", action="store_true", help="logarithmic y axis")
+    view.add_argument("--log-y", action="store_true", help="start with a logarithmic y axis")
+    view.add_argument(
+        "--panels",
+        action="store_true",
+        default=None,
+        help="one panel per key, on a shared x axis (default: when the keys' scales differ "
+        "by over 100x)",
+    )
     view.add_argument("--title", help="title of the plot")
     view.add_argument(
         "--output",
@@ -257,12 +264,14 @@ def run(args: argparse.Namespace) -> int:
                 names=args.name,
                 log_y=args.log_y,
                 title=args.title,
+                panels=args.panels,
             )
             print(f"Wrote {args.output}: {count:,} entries of {', '.join(files)}")
             return 0
         inputs = _inputs(args)
         names = _names(args, inputs)
         store = plot_server.PointStore(args.x_key, args.y_keys, log_y=args.log_y)
+        store.panels = args.panels
         feeds: list[Any] = []
         for (kind, value, replay), name in zip(inputs, names, strict=True):
             store.declare(name)

@@ -97,6 +97,7 @@ class NotebookPlot:
         *,
         names: Sequence[str] | None = None,
         log_y: bool = False,
+        panels: bool | None = None,
         title: str | None = None,
         height: int = 400,
         interval: float = 0.2,
@@ -128,6 +129,7 @@ class NotebookPlot:
         self.addresses = list(addresses)
         self.names = list(names)
         self.log_y = log_y
+        self.panels = panels
         self.title = title
         self.height = height
         self.interval = float(interval)
@@ -139,7 +141,9 @@ class NotebookPlot:
         self._stop = threading.Event()
         self._shown: dict[tuple[str, str], int] = {}
         self._lines = [(run, key) for run in self.names for key in self.y_keys]
-        chart = build_chart(x_key, self._lines, log_y=log_y, title=title, height=height)
+        chart = build_chart(
+            x_key, self._lines, log_y=log_y, title=title, height=height, panels=panels
+        )
         self.sources = chart.sources
         self._message_div = Div(text="", name="mimir:messages")
         self._chart_box = column(chart.layout, sizing_mode="stretch_width")
@@ -248,6 +252,7 @@ class NotebookPlot:
                     log_y=self.log_y,
                     title=self.title,
                     height=self.height,
+                    panels=self.panels,
                     ranges=self.store.ranges(),
                 )
                 self.sources = chart.sources
@@ -321,6 +326,7 @@ def notebook_plot(
     replay_address: str | Sequence[str | None] | None = None,
     names: Sequence[str] | None = None,
     log_y: bool = False,
+    panels: bool | None = None,
     title: str | None = None,
     height: int = 400,
     interval: float = 0.2,
@@ -352,8 +358,11 @@ def notebook_plot(
             address; None (the default): the one each publisher announces on its
             stream. ``replay=False`` follows live entries only.
         names: the name of each run, one per address (default: the addresses).
-        log_y: logarithmic y axis.
-        title, height: of the figure.
+        log_y: start with a logarithmic y axis (the page has a toggle).
+        panels: one panel per key on a shared x axis (True), one for all (False);
+            None: one per key when the keys' scales differ by over 100x (decided
+            when a new run appears, from the entries received).
+        title, height: of the chart (height: of each panel, in pixels).
         interval: seconds between updates of the plot.
         resources: where the notebook loads BokehJS from: Bokeh's CDN by default;
             ``"inline"`` (or :data:`bokeh.resources.INLINE`) puts it in the notebook,
@@ -391,6 +400,7 @@ def notebook_plot(
         replays,
         names=names,
         log_y=log_y,
+        panels=panels,
         title=title,
         height=height,
         interval=interval,

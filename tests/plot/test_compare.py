@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,28 @@ def test_a_restarted_run_is_two_segments_never_a_line_back(tmp_path):
     write_report(path, "iteration", ["training_error"], str(output))
     xs = embedded_series(output.read_text(encoding="utf-8"), source_name("training_error"))["x"]
     assert xs == [*range(30), None, *range(20)]
+
+
+@pytest.mark.parametrize(
+    "keys, option, figures",
+    [
+        (["loss", "accuracy"], [], 1),
+        (["loss", "accuracy"], ["--panels"], 2),
+        (["loss", "learning_rate"], [], 2),  # scales 1000x apart: a panel each
+    ],
+)
+def test_report_panels_when_asked_or_when_scales_differ(tmp_path, keys, option, figures):
+    """--panels gives each key a panel; so do keys whose scales differ by over 100x."""
+    path = _write(
+        tmp_path / "run.jsonl",
+        [{"iteration": i, "loss": 2.0 / (i + 1), "accuracy": i / 20, "learning_rate": 1e-4}
+         for i in range(20)],
+    )  # fmt: skip
+    output = tmp_path / "report.html"
+    done = _mimir_plot("iteration", *keys, "--file", str(path), *option, "-o", str(output))
+    assert done.returncode == 0, done.stderr
+    page = output.read_text(encoding="utf-8")
+    assert len(set(re.findall(r'"name":"(mimir:figure:\d+)"', page))) == figures
 
 
 # -- mistakes -----------------------------------------------------------------------------
