@@ -115,6 +115,13 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     view.add_argument("--decimate", type=_positive, metavar="N", help=argparse.SUPPRESS)
     view.add_argument("--log-y", action="store_true", help="start with a logarithmic y axis")
     view.add_argument(
+        "--x-axis",
+        choices=["linear", "datetime", "elapsed"],
+        help="numbers (linear), wall-clock time (datetime: X in seconds since the epoch) or "
+        "elapsed time since each run's first entry (elapsed: X in seconds); default: datetime "
+        "for X = wall_time (mimir.Logger(wall_time=True)), linear otherwise",
+    )
+    view.add_argument(
         "--panels",
         action="store_true",
         default=None,
@@ -265,12 +272,15 @@ def run(args: argparse.Namespace) -> int:
                 log_y=args.log_y,
                 title=args.title,
                 panels=args.panels,
+                x_axis=args.x_axis,
             )
             print(f"Wrote {args.output}: {count:,} entries of {', '.join(files)}")
             return 0
         inputs = _inputs(args)
         names = _names(args, inputs)
-        store = plot_server.PointStore(args.x_key, args.y_keys, log_y=args.log_y)
+        store = plot_server.PointStore(
+            args.x_key, args.y_keys, log_y=args.log_y, x_axis=args.x_axis
+        )
         store.panels = args.panels
         feeds: list[Any] = []
         for (kind, value, replay), name in zip(inputs, names, strict=True):

@@ -98,6 +98,7 @@ class NotebookPlot:
         names: Sequence[str] | None = None,
         log_y: bool = False,
         panels: bool | None = None,
+        x_axis: str | None = None,
         title: str | None = None,
         height: int = 400,
         interval: float = 0.2,
@@ -133,7 +134,7 @@ class NotebookPlot:
         self.title = title
         self.height = height
         self.interval = float(interval)
-        self.store = PointStore(x_key, self.y_keys, log_y=log_y)
+        self.store = PointStore(x_key, self.y_keys, log_y=log_y, x_axis=x_axis)
         self.lock = threading.Lock()
         self.error: BaseException | None = None
         self.messages: list[str] = []
@@ -142,7 +143,13 @@ class NotebookPlot:
         self._shown: dict[tuple[str, str], int] = {}
         self._lines = [(run, key) for run in self.names for key in self.y_keys]
         chart = build_chart(
-            x_key, self._lines, log_y=log_y, title=title, height=height, panels=panels
+            x_key,
+            self._lines,
+            x_axis=self.store.x_axis,
+            log_y=log_y,
+            title=title,
+            height=height,
+            panels=panels,
         )
         self.sources = chart.sources
         self._message_div = Div(text="", name="mimir:messages")
@@ -249,6 +256,7 @@ class NotebookPlot:
                 chart = build_chart(
                     self.x_key,
                     self._lines,
+                    x_axis=self.store.x_axis,
                     log_y=self.log_y,
                     title=self.title,
                     height=self.height,
@@ -327,6 +335,7 @@ def notebook_plot(
     names: Sequence[str] | None = None,
     log_y: bool = False,
     panels: bool | None = None,
+    x_axis: str | None = None,
     title: str | None = None,
     height: int = 400,
     interval: float = 0.2,
@@ -362,6 +371,9 @@ def notebook_plot(
         panels: one panel per key on a shared x axis (True), one for all (False);
             None: one per key when the keys' scales differ by over 100x (decided
             when a new run appears, from the entries received).
+        x_axis: ``"linear"``, ``"datetime"`` (wall-clock time, x in seconds since
+            the epoch) or ``"elapsed"`` (seconds since each run's first entry);
+            default: ``"datetime"`` when ``x_key`` is ``"wall_time"``.
         title, height: of the chart (height: of each panel, in pixels).
         interval: seconds between updates of the plot.
         resources: where the notebook loads BokehJS from: Bokeh's CDN by default;
@@ -401,6 +413,7 @@ def notebook_plot(
         names=names,
         log_y=log_y,
         panels=panels,
+        x_axis=x_axis,
         title=title,
         height=height,
         interval=interval,

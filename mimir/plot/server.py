@@ -64,6 +64,8 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _STREAM_BATCH_SECONDS = 0.05  # entries from a stream reach the store in batches this often
 _REFRESH_MS = 250  # each tab takes the new points this often
 _STATUS_SECONDS = 1.0  # and its status line (a new text lays the page out again) this often
+#: The key under which ``mimir.Logger(wall_time=True)`` logs the time (seconds since the epoch).
+WALL_TIME_KEY = "wall_time"
 #: Pixel columns a live view is decimated for (wider than a plot on most screens).
 COLUMNS = 1200
 _CHUNK_LINES = 20_000  # lines of a log parsed and added at a time
@@ -105,6 +107,7 @@ class PointStore:
         *,
         log_y: bool = False,
         source_key: str = "source",
+        x_axis: str | None = None,
         **deprecated: Any,
     ) -> None:
         for name in deprecated:
@@ -117,6 +120,8 @@ class PointStore:
         self.y_keys = list(y_keys)
         self.log_y = log_y
         self.source_key = source_key
+        self.x_axis = x_axis_for(x_key, x_axis)
+        self._starts: dict[str, float] = {}  # elapsed time: each run's first x
         self.lock = threading.Lock()
         self.entries = 0  # entries received
         self.version = 0  # changes with every change of the points
@@ -154,9 +159,21 @@ class PointStore:
                         line = self._lines.get((name, y_key))
                         if line is None:
                             line = self._lines[name, y_key] = Line()
-                        line.extend(columns["x"], columns["y"])
+                        line.extend(self._x(name, columns["x"]), columns["y"])
                 self.entries += len(part)
                 self.version += 1
+
+    def _x(self, run: str, xs: list[Any]) -> Any:
+        """The x values as the axis wants them: milliseconds for wall-clock time, seconds
+        since the run's first entry for elapsed time."""
+        if self.x_axis == "linear":
+            return xs
+        np = import_numpy()
+        values = np.asarray(xs, dtype=float)
+        if self.x_axis == "datetime":
+            return values * 1000.0
+        start = self._starts.setdefault(run, float(values[0]))
+        return values - start
 
     def clear(self, run: str = "") -> None:
         """Forget the points of ``run`` and of its sources (it started over)."""
@@ -164,6 +181,7 @@ class PointStore:
             for line in list(self._lines):
                 if line[0] == run or (not run or line[0].startswith(f"{run}/")):
                     del self._lines[line]
+                    self._starts.pop(line[0], None)
             self.version += 1
 
     def declare(self, run: str) -> None:
@@ -257,6 +275,17 @@ class PointStore:
             "Each line shows the whole run, at most 4 points per pixel column (the first, "
             "lowest, highest and last: spikes stay visible), refined when you zoom."
         )
+
+
+def x_axis_for(x_key: str, x_axis: str | None) -> str:
+    """The kind of x axis: ``x_axis`` if given (``"linear"``, ``"datetime"``: wall-clock
+    time from seconds since the epoch, ``"elapsed"``: seconds since each run's first
+    entry), else ``"datetime"`` for :data:`WALL_TIME_KEY` and ``"linear"`` for any other key."""
+    if x_axis is None:
+        return "datetime" if x_key == WALL_TIME_KEY else "linear"
+    if x_axis not in ("linear", "datetime", "elapsed"):
+        raise ValueError(f"x_axis must be 'linear', 'datetime' or 'elapsed', got {x_axis!r}")
+    return x_axis
 
 
 # -- feeds -------------------------------------------------------------------------------
@@ -664,6 +693,7 @@ def _layout(
     chart = build_chart(
         store.x_key,
         lines,
+        x_axis=store.x_axis,
         log_y=store.log_y,
         title=title,
         panels=store.panels,
@@ -919,6 +949,7 @@ def write_report(
     log_y: bool = False,
     title: str | None = None,
     panels: bool | None = None,
+    x_axis: str | None = None,
     decimate: int | None = None,
 ) -> int:
     """Write the plot of the logs ``paths`` as one standalone HTML file; return the entries read.
@@ -927,6 +958,7 @@ def write_report(
     run, named by its file name (:func:`mimir.runs.run_names`) or by ``names``, and
     a collected log is split by source. ``panels``: one panel per key (True), one
     for all (False), or one per key when their scales differ by over 100x (None).
+    ``x_axis``: of numbers, wall-clock or elapsed time (:func:`x_axis_for`).
     The file holds BokehJS and the data
     (``bokeh.resources.INLINE``): it opens without a server or a network. Each line
     holds the whole run at a few resolutions (:func:`report_resolutions`, M4
@@ -948,7 +980,7 @@ def write_report(
     specs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     files = find_logs(specs)
     runs = [""] if names is None and len(files) == 1 else run_names(files, names)
-    store = PointStore(x_key, y_keys, log_y=log_y)
+    store = PointStore(x_key, y_keys, log_y=log_y, x_axis=x_axis)
     store.panels = panels
     for path, run in zip(files, runs, strict=True):
         feed = FileFeed(store, os.fspath(path), run=run)

@@ -163,6 +163,31 @@ def test_report_panels_when_asked_or_when_scales_differ(tmp_path, keys, option, 
     assert len(set(re.findall(r'"name":"(mimir:figure:\d+)"', page))) == figures
 
 
+def test_report_on_wall_clock_and_elapsed_time(tmp_path):
+    """X = wall_time is a wall-clock axis (milliseconds for Bokeh); --x-axis elapsed counts
+    each run's seconds from its first entry."""
+    first = _write(tmp_path / "a.jsonl", [{"wall_time": 1.7e9 + i / 2, "loss": 1.0 / (i + 1)}
+                                           for i in range(10)])  # fmt: skip
+    second = _write(tmp_path / "b.jsonl", [{"wall_time": 1.8e9 + i, "loss": 2.0}
+                                            for i in range(5)])  # fmt: skip
+    output = tmp_path / "report.html"
+    done = _mimir_plot("wall_time", "loss", "--file", str(first), "-o", str(output))
+    assert done.returncode == 0, done.stderr
+    page = output.read_text(encoding="utf-8")
+    assert embedded_series(page, source_name("loss"))["x"] == [
+        (1.7e9 + i / 2) * 1000 for i in range(10)
+    ]
+    assert "DatetimeAxis" in page
+    done = _mimir_plot(
+        "wall_time", "loss", "--file", str(first), "--file", str(second), "--x-axis",
+        "elapsed", "-o", str(output),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    sources = embedded_sources(output.read_text(encoding="utf-8"))
+    assert sources[source_name("loss", "a")]["x"] == [i / 2 for i in range(10)]
+    assert sources[source_name("loss", "b")]["x"] == [float(i) for i in range(5)]
+
+
 # -- mistakes -----------------------------------------------------------------------------
 
 
