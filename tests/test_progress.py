@@ -43,9 +43,10 @@ class PseudoTerminal:
     def _read(self) -> None:
         while True:
             ready, _, _ = select.select([self.master], [], [], 0.05)
-            if not ready:
-                if self._done.is_set():
-                    return
+            # Once the slave end is closed (before _done is set), a read never blocks:
+            # it returns what is left, then fails with EIO. So read on at least once
+            # more after _done, however the select above timed out.
+            if not ready and not self._done.is_set():
                 continue
             try:
                 chunk = os.read(self.master, 65536)
