@@ -66,7 +66,7 @@ _REFRESH_MS = 250  # each tab takes the new points this often
 _STATUS_SECONDS = 1.0  # and its status line (a new text lays the page out again) this often
 #: The key under which ``mimir.Logger(wall_time=True)`` logs the time (seconds since the epoch).
 WALL_TIME_KEY = "wall_time"
-#: Pixel columns a live view is decimated for (wider than a plot on most screens).
+#: Pixel columns a live view is decimated for until the page says how wide its plot is.
 COLUMNS = 1200
 _CHUNK_LINES = 20_000  # lines of a log parsed and added at a time
 _CHUNK_BYTES = 4 << 20  # bytes of a plain log read at a time
@@ -613,6 +613,7 @@ class _Session:
             fig.on_event(Reset, self.on_reset)
         self.mode_div, self.status_div = divs
         self.sources = chart.sources
+        self.figures = chart.figures
         self.shown = {}
         self.told = 0.0
         if self.layout is not None:
@@ -640,11 +641,12 @@ class _Session:
     def pull(self) -> None:
         """Give each line the points of the range in view (on the document's thread)."""
         x0, x1 = self.range if self.range is not None else (None, None)
+        columns = self.columns()
         changes = {}
         for line in self.sources:
-            stamp = (self.store.count(line), self.range)
+            stamp = (self.store.count(line), self.range, columns)
             if self.shown.get(line) != stamp:
-                changes[line] = (stamp, self.store.view(line, x0, x1))
+                changes[line] = (stamp, self.store.view(line, x0, x1, columns))
         if not changes:
             return
         self.doc.hold("combine")  # every line in one message: the page draws once
@@ -654,6 +656,15 @@ class _Session:
                 self.shown[line] = stamp
         finally:
             self.doc.unhold()
+
+    def columns(self) -> int:
+        """The pixel columns of the plot in the page (which BokehJS tells the server once
+        it is drawn); :data:`COLUMNS` until then."""
+        try:
+            width = int(self.figures[0].inner_width)
+        except Exception:  # not drawn yet: the property has no value
+            return COLUMNS
+        return min(max(width, 100), 8000)
 
     def refresh(self) -> None:
         """Periodic: new lines, new points, and the status line."""
