@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import html
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from mimir.plot.chart import build_chart
 from mimir.plot.figure import import_bokeh
+from mimir.plot.server import REPORT_COLUMNS, PointStore, Resolutions, report_resolutions
 
 __all__ = ["NotebookPlot", "notebook_plot"]
 
-_COLUMNS = 2000  # pixel columns a notebook view is decimated for
+_DEPTH = 3  # resolutions of each line: 1000, 4000 and 16000 columns over the whole run
+_FINE_SECONDS = 2.0  # the finer resolutions are sent at most this often
 _MESSAGES = 20  # messages kept under a plot
 _DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
 
@@ -123,8 +126,6 @@ class NotebookPlot:
         from bokeh.layouts import column
         from bokeh.models import Div
 
-        from mimir.plot.server import PointStore
-
         self.x_key = x_key
         self.y_keys = list(y_keys)
         self.addresses = list(addresses)
@@ -141,6 +142,8 @@ class NotebookPlot:
         self.subscriptions: list[Any] = []
         self._stop = threading.Event()
         self._shown: dict[tuple[str, str], int] = {}
+        self._fine: dict[tuple[str, str], int] = {}  # counts when finer resolutions were sent
+        self._fine_at = 0.0
         self._lines = [(run, key) for run in self.names for key in self.y_keys]
         chart = build_chart(
             x_key,
@@ -152,6 +155,7 @@ class NotebookPlot:
             panels=panels,
         )
         self.sources = chart.sources
+        self.resolutions = self._resolutions(chart)
         self._message_div = Div(text="", name="mimir:messages")
         self._chart_box = column(chart.layout, sizing_mode="stretch_width")
         self.figure = column(self._chart_box, self._message_div, sizing_mode="stretch_width")
@@ -181,6 +185,9 @@ class NotebookPlot:
         for thread in [*self._threads, self._thread]:
             thread.start()
             _thread_warnings.add(thread, self._say)
+
+    def _resolutions(self, chart: Any) -> Resolutions:
+        return Resolutions(chart, {line: _DEPTH for line in chart.sources})
 
     # -- background threads ------------------------------------------------------------
 
@@ -264,15 +271,29 @@ class NotebookPlot:
                     ranges=self.store.ranges(),
                 )
                 self.sources = chart.sources
+                self.resolutions = self._resolutions(chart)
                 self._shown = {}
+                self._fine = {}
                 self._chart_box.children = [chart.layout]
                 changed = True
-            for line, source in self.sources.items():
-                count = self.store.count(line)
+            counts = {line: self.store.count(line) for line in self.sources}
+            if any(self._shown.get(line) != count for line, count in counts.items()):
+                self.resolutions.set_extent(self.store.bounds())
+            for line, count in counts.items():
                 if self._shown.get(line) != count:
-                    source.data = self.store.view(line, columns=_COLUMNS)
+                    self.resolutions.set(line, 0, self.store.view(line, columns=REPORT_COLUMNS))
                     self._shown[line] = count
                     changed = True
+            now = time.monotonic()
+            stale = [line for line, count in counts.items() if self._fine.get(line) != count]
+            if stale and now - self._fine_at >= _FINE_SECONDS:  # for zooming in: a few at a time
+                self._fine_at = now
+                finer = report_resolutions(self.store, list(self.sources))
+                for line in stale:
+                    for k, level in enumerate(finer[line][1:_DEPTH], 1):
+                        self.resolutions.set(line, k, level)
+                    self._fine[line] = counts[line]
+                changed = True
             problem = self.store.problem(f"the entries received from {', '.join(self.addresses)}")
             parts = [*self.messages, *([problem] if problem else [])]
             text = "<br>".join(f'<span style="color:#b00">{html.escape(m)}</span>' for m in parts)

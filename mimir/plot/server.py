@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 from mimir.plot.chart import Chart, build_chart
@@ -51,6 +51,7 @@ __all__ = [
     "COLUMNS",
     "FileFeed",
     "PointStore",
+    "Resolutions",
     "StreamFeed",
     "allowed_hosts",
     "make_document",
@@ -902,25 +903,81 @@ REPORT_COLUMNS = 1000
 #: Points a report embeds at most, over all its lines and resolutions (about 12 bytes each).
 REPORT_POINTS = 260_000
 
-#: Run in the page when the user zooms, pans or resets: each line takes the coarsest
-#: resolution with at least one column per pixel of the x range in view.
+#: Run in the page when the user zooms, pans or resets, and when a resolution changes:
+#: each line takes the coarsest resolution with at least one column per pixel of the x
+#: range in view (the first, shown as it is, when the range is not known yet).
 _PICK_RESOLUTION = """
 const start = x_range.start, end = x_range.end;
-if (!(end > start)) return;
+const [lo, hi] = extent.data.x.length ? extent.data.x : [0, 1];
+const full = Math.max(hi - lo, 1e-300);
 const pixels = Math.max(plot.inner_width || 1000, 100);
-const span = (end - start) / full;
+const span = end > start ? (end - start) / full : 1;
 for (let i = 0; i < sources.length; i++) {
   const levels = resolutions[i];
   let k = 0;
-  while (k < levels.length - 1 && columns[k] * span < pixels) k++;
+  while (k < levels.length - 1 && columns[k] * span < pixels && levels[k + 1].get_length() > 0)
+    k++;
   const source = sources[i];
-  if (source._mimir_resolution === k) continue;
-  if (source._mimir_resolution === undefined) source._mimir_resolution = 0;
+  const was = source._mimir_resolution || 0;
   source._mimir_resolution = k;
+  if (k === 0 && was === 0 && cb_obj !== levels[0]) continue;  // shows the first already
   const data = levels[k].data;
   source.data = {...source.data, x: data.x, y: data.y};
 }
 """
+
+
+class Resolutions:
+    """Each line of a chart at a few resolutions, in data sources of their own, and the
+    page's code that shows the one matching the x range in view (no server needed).
+
+    Resolution ``k`` is meant to hold the whole run decimated to
+    ``REPORT_COLUMNS * 4**k`` columns (:func:`report_resolutions`); :meth:`set`
+    fills one, :meth:`set_extent` tells the page the run's x extent. The chart's own
+    sources show resolution 0 until the user zooms.
+    """
+
+    def __init__(self, chart: Chart, depth: Mapping[tuple[str, str], int]) -> None:
+        from bokeh.events import RangesUpdate, Reset
+        from bokeh.models import ColumnDataSource, CustomJS
+
+        self.chart = chart
+        self.levels = {
+            line: [
+                ColumnDataSource(data={"x": [], "y": []}, name=f"{source.name}:resolution{k}")
+                for k in range(max(depth.get(line, 1), 1))
+            ]
+            for line, source in chart.sources.items()
+        }
+        self.extent = ColumnDataSource(data={"x": []}, name="mimir:extent")
+        deepest = max((len(levels) for levels in self.levels.values()), default=1)
+        self.pick = CustomJS(
+            args={
+                "x_range": chart.x_range,
+                "sources": list(chart.sources.values()),
+                "resolutions": [self.levels[line] for line in chart.sources],
+                "columns": [REPORT_COLUMNS * 4**k for k in range(deepest)],
+                "extent": self.extent,
+                "plot": chart.figures[0],
+            },
+            code=_PICK_RESOLUTION,
+        )
+        for fig in chart.figures:
+            fig.js_on_event(RangesUpdate, self.pick)
+            fig.js_on_event(Reset, self.pick)
+        for levels in self.levels.values():
+            for level in levels:
+                level.js_on_change("data", self.pick)
+
+    def set_extent(self, bounds: tuple[float, float] | None) -> None:
+        if bounds is not None and list(self.extent.data["x"]) != list(bounds):
+            self.extent.data = {"x": list(bounds)}
+
+    def set(self, line: tuple[str, str], k: int, data: dict[str, Any]) -> None:
+        """Resolution ``k`` of ``line`` (resolution 0 goes to the shown source too)."""
+        if k == 0:
+            self.chart.sources[line].data = dict(data)
+        self.levels[line][k].data = dict(data)
 
 
 def report_resolutions(
@@ -984,8 +1041,6 @@ def write_report(
     """
     import_bokeh()
     from bokeh.embed import file_html
-    from bokeh.events import RangesUpdate, Reset
-    from bokeh.models import ColumnDataSource, CustomJS
     from bokeh.resources import INLINE
 
     specs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
@@ -1004,32 +1059,11 @@ def write_report(
     layout, chart, _ = _layout(store, lines, title)
     layout.children[-1].text = html.escape(f"{store.entries:,} entries of {what}")
     resolutions = report_resolutions(store, lines)
-    levels_of = []
-    columns = [REPORT_COLUMNS * 4**k for k in range(max(len(r) for r in resolutions.values()))]
-    for line, source in chart.sources.items():
-        levels = resolutions[line]
-        source.data = dict(levels[0])
-        levels_of.append(
-            [
-                ColumnDataSource(data=level, name=f"{source.name}:resolution{k}")
-                for k, level in enumerate(levels)
-            ]
-        )
-    bounds = store.bounds() or (0.0, 1.0)
-    pick = CustomJS(
-        args={
-            "x_range": chart.x_range,
-            "sources": list(chart.sources.values()),
-            "resolutions": levels_of,
-            "columns": columns,
-            "full": max(bounds[1] - bounds[0], 1e-300),
-            "plot": chart.figures[0],
-        },
-        code=_PICK_RESOLUTION,
-    )
-    for fig in chart.figures:
-        fig.js_on_event(RangesUpdate, pick)
-        fig.js_on_event(Reset, pick)
+    embedded = Resolutions(chart, {line: len(levels) for line, levels in resolutions.items()})
+    embedded.set_extent(store.bounds())
+    for line, levels in resolutions.items():
+        for k, level in enumerate(levels):
+            embedded.set(line, k, level)
     page_title = title or f"Mímir: {', '.join(y_keys)}"
     text = file_html(layout, INLINE, page_title)
     temporary = f"{output}.tmp{os.getpid()}"

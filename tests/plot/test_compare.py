@@ -353,13 +353,67 @@ def test_a_spike_in_a_million_points_is_visible_in_the_live_server(browser, mill
 
 
 def test_a_spike_in_a_million_points_is_in_the_notebook_view(million):
-    """The notebook shows what its store's view holds (the same data path): the spike is in it."""
+    """The notebook shows what its store's views hold (the same data path): the spike is in
+    the whole view and in each finer resolution it sends for zooming."""
     bokeh()
-    from mimir.plot import notebook
-    from mimir.plot.server import FileFeed, PointStore
+    from mimir.plot.server import REPORT_COLUMNS, FileFeed, PointStore, report_resolutions
 
     store = PointStore("iteration", ["loss"])
     FileFeed(store, str(million)).read_new()
-    view = store.view(("", "loss"), columns=notebook._COLUMNS)
-    assert len(view["x"]) <= 4 * notebook._COLUMNS + 2
+    view = store.view(("", "loss"), columns=REPORT_COLUMNS)
+    assert len(view["x"]) <= 4 * REPORT_COLUMNS + 2
     assert _has_spike({"x": view["x"].tolist(), "y": view["y"].tolist()})
+    finer = report_resolutions(store, [("", "loss")])[("", "loss")]
+    assert len(finer) == 3
+    assert all(_has_spike({"x": r["x"].tolist(), "y": r["y"].tolist()}) for r in finer)
+
+
+def test_the_notebook_plot_refines_a_zoom_in_the_page(browser, tmp_path):
+    """The notebook's page holds finer resolutions and picks one on zoom: its layout, saved
+    from a real kernel as a standalone page, shows more points of a zoomed range."""
+    pytest.importorskip("zmq")
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    page = tmp_path / "notebook-plot.html"
+    cells = [
+        "import time\nimport mimir, mimir.plot\n"
+        "logger = mimir.Logger(stream=True, stream_maxlen=30_000, formatter=None,"
+        " stream_address='tcp://127.0.0.1:0', replay_address='tcp://127.0.0.1:0')\n"
+        "for i in range(20_000):\n"
+        "    logger.log({'iteration': i, 'loss': 50.0 if i == 12_345 else 1 / (1 + i / 100)})\n"
+        "plot = mimir.plot.notebook_plot('iteration', 'loss', address=logger.stream.address)",
+        "deadline = time.monotonic() + 30\n"
+        "finest = lambda: plot.resolutions.levels[('', 'loss')][2].data['x']\n"
+        "while time.monotonic() < deadline and (plot.received < 20_000 or len(finest()) < 20_000):"
+        "\n    time.sleep(0.05)\n"
+        "print(plot.received, len(finest()), plot.shown())",
+        "from bokeh.embed import file_html\nfrom bokeh.resources import INLINE\n"
+        f"open({str(page)!r}, 'w').write(file_html(plot.figure, INLINE, 'notebook plot'))\n"
+        "plot.stop()\nlogger.close()",
+    ]
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    client = nbclient.NotebookClient(
+        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
+    client.execute()
+    printed = "".join(o.get("text", "") for o in notebook.cells[1].outputs)
+    received, finest, shown = map(int, printed.split())
+    assert received == finest == 20_000 and shown <= 4000
+    browser.get(page.as_uri())
+    wait_idle(browser)
+    assert len(data(browser, source_name("loss"))["x"]) == shown
+    browser.execute_script(ZOOM_JS, 12_000, 12_700)
+
+    def refined(driver: Any) -> Any:
+        zoomed = data(driver, source_name("loss"))
+        inside = [x for x in zoomed["x"] if x is not None and 12_000 <= x <= 12_700]
+        return zoomed if len(inside) == 701 else None  # every point of the range
+
+    zoomed = until(browser, refined, lambda: "the notebook's page kept its coarsest points")
+    assert _has_spike_at(zoomed, 12_345)
+
+
+def _has_spike_at(columns: dict[str, list], at: int) -> bool:
+    return any(x == at and y == 50.0 for x, y in zip(columns["x"], columns["y"], strict=True))
