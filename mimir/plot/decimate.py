@@ -231,6 +231,17 @@ class Line:
             start = cut
         self.count += len(x)
 
+    def points(self) -> tuple[Any, Any]:
+        """Every point, in the order added: ``(xs, ys)`` arrays (segments one after another)."""
+        np = self._np
+        levels = [segment.levels[0] for segment in self.segments]
+        if not levels:
+            return np.empty(0), np.empty(0)
+        return (
+            np.concatenate([level.x[: level.size] for level in levels]),
+            np.concatenate([level.y[: level.size] for level in levels]),
+        )
+
     def bounds(self) -> tuple[float, float] | None:
         """The smallest and largest x, or None for a line with no points."""
         if not self.segments:

@@ -245,6 +245,28 @@ class PointStore:
                 return {"x": [], "y": []}
             return found.view(x0, x1, columns)
 
+    def since(
+        self, key: str, cursor: tuple[int, int], run: str = ""
+    ) -> tuple[tuple[int, int], bool, dict[str, list[Any]]]:
+        """``(new cursor, replace, {"x": [...], "y": [...]})``: the points of line
+        ``(run, key)`` after ``cursor``, every one of them (not decimated).
+
+        Start with the cursor ``(-1, 0)``; ``replace`` is true when the points replace
+        everything read before (the first call, or the run started over). Whole numbers
+        come back as ints. For reading a store's points in full; views use :meth:`view`.
+        """
+        with self.lock:
+            line = self._lines.get((run, key))
+            xs, ys = line.points() if line is not None else ([], [])
+            epoch = self.version if line is None else id(line)
+        fresh = cursor[0] != epoch
+        start = 0 if fresh else cursor[1]
+
+        def plain(values: Any) -> list[Any]:
+            return [int(v) if v.is_integer() else v for v in map(float, values[start:])]
+
+        return (epoch, len(xs)), fresh, {"x": plain(xs), "y": plain(ys)}
+
     def bounds(self) -> tuple[float, float] | None:
         """The smallest and largest x of all lines, or None before the first point."""
         with self.lock:
@@ -318,6 +340,17 @@ class StreamFeed:
         self._stop = threading.Event()
         self._follower: Any = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def status(self) -> str:
+        """What this feed has to say (waiting, how many entries, errors); the store's
+        :attr:`~PointStore.status` is the last thing a feed said."""
+        return self._status
+
+    @status.setter
+    def status(self, text: str) -> None:
+        self._status = text
+        self.store.status = text
 
     def start(self) -> None:
         from mimir.stream import follow
@@ -406,6 +439,17 @@ class FileFeed:
         self._offset = 0  # plain files: bytes read so far (up to the end of a line)
         self._identity: tuple[int, int] | None = None
         self._signature: tuple[int, int, int] | None = None
+
+    @property
+    def status(self) -> str:
+        """What this feed has to say (waiting, how many entries, errors); the store's
+        :attr:`~PointStore.status` is the last thing a feed said."""
+        return self._status
+
+    @status.setter
+    def status(self, text: str) -> None:
+        self._status = text
+        self.store.status = text
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mimir-plot-file", daemon=True)
@@ -509,14 +553,20 @@ class FileFeed:
         skip = self._lines
         linenos: list[int] = []
         lines: list[bytes] = []
-        for lineno, line in iter_lines(self.path):
-            if lineno > skip:
-                linenos.append(lineno)
-                lines.append(line)
-                if len(lines) >= _CHUNK_LINES:
-                    self._lines = lineno
-                    yield linenos, lines
-                    linenos, lines = [], []
+        try:
+            for lineno, line in iter_lines(self.path):
+                if lineno > skip:
+                    linenos.append(lineno)
+                    lines.append(line)
+                    if len(lines) >= _CHUNK_LINES:
+                        self._lines = lineno
+                        yield linenos, lines
+                        linenos, lines = [], []
+        except DamagedLogError:
+            if lines:  # the readable entries before the damage are shown
+                self._lines = linenos[-1]
+                yield linenos, lines
+            raise
         if lines:
             self._lines = linenos[-1]
             yield linenos, lines
