@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["BLOCK", "Line", "import_numpy", "m4", "segment_starts"]
+__all__ = ["BLOCK", "Line", "import_numpy", "m4"]
 
 #: Points of one level summarised by four points of the next.
 BLOCK = 64
@@ -54,15 +54,6 @@ def import_numpy() -> Any:
             'plotting needs numpy (Bokeh brings it): pip install "mimir-logger[plot]"'
         ) from error
     return numpy
-
-
-def segment_starts(xs: Sequence[float]) -> list[int]:
-    """The indices where a segment starts: 0, and every index whose x is below the one before."""
-    np = import_numpy()
-    array = np.asarray(xs, dtype=float)
-    if not len(array):
-        return []
-    return [0, *(np.flatnonzero(array[1:] < array[:-1]) + 1).tolist()]
 
 
 def m4(xs: Any, ys: Any, x0: float, x1: float, columns: int) -> Any:

@@ -9,7 +9,7 @@ import pytest
 
 np = pytest.importorskip("numpy")
 
-from mimir.plot.decimate import BLOCK, Line, m4, segment_starts  # noqa: E402
+from mimir.plot.decimate import BLOCK, Line, m4  # noqa: E402
 
 
 def _columns_extremes(xs, ys, x0, x1, columns):
@@ -101,7 +101,6 @@ def test_x_going_back_starts_a_segment_separated_by_a_nan_row():
     view = line.view()
     xs = view["x"].tolist()
     assert xs[:6] == [0, 1, 2, 3, 4, 5] and math.isnan(xs[6]) and xs[7:] == [0, 1, 2]
-    assert segment_starts([0, 1, 2, 0, 1, 1, 0.5]) == [0, 3, 6]
 
 
 def test_points_that_are_not_finite_are_left_out():
