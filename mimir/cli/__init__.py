@@ -15,6 +15,17 @@ package; ``python -m mimir`` and the ``mimir`` script call :func:`main`.
 
 from __future__ import annotations
 
-from mimir.cli.commands import main
+from collections.abc import Sequence
 
 __all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``mimir`` command with ``argv`` (default: ``sys.argv[1:]``); return its status.
+
+    The commands are imported here, not with the package, so that ``python -m
+    mimir.cli.plot`` (and the other commands run alone) load their module once.
+    """
+    from mimir.cli.commands import main as run_command
+
+    return run_command(argv)

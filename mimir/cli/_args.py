@@ -1,10 +1,14 @@
-"""Argument types shared by the ``mimir`` command's parsers (``main``, ``plot``, ``collect``)."""
+"""What the ``mimir`` command's subcommands share: argument types, and how a command is
+added to the parser or run alone."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["stream_address"]
+__all__ = ["Command", "stream_address"]
 
 _SCHEMES = ("tcp", "ipc", "inproc")
 
@@ -32,3 +36,30 @@ def stream_address(text: str) -> str:
             f"expected HOST:PORT with a port from 0 to 65535, got {text!r} (e.g. {example})"
         )
     return address
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand with a module of its own, which also runs alone (``python -m``)."""
+
+    name: str
+    help: str
+    description: str
+    configure: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+    run: Callable[[argparse.Namespace], int]
+
+    def add_parser(self, subparsers: Any) -> argparse.ArgumentParser:
+        """Add the subcommand to ``subparsers`` (from ``add_subparsers()``)."""
+        parser = subparsers.add_parser(self.name, help=self.help, description=self.description)
+        self.configure(parser)
+        parser.set_defaults(run=self.run)
+        return parser
+
+    def build_parser(self) -> argparse.ArgumentParser:
+        """A parser for this command alone."""
+        parser = argparse.ArgumentParser(prog=f"mimir {self.name}", description=self.description)
+        return self.configure(parser)
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """Run the command alone; return the exit status."""
+        return self.run(self.build_parser().parse_args(argv))

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-from mimir.cli._args import stream_address
+from mimir.cli._args import Command, stream_address
 
-__all__ = ["add_parser", "build_parser", "main", "run"]
+__all__ = ["COMMAND", "run"]
 
 _DESCRIPTION = (
     "Receive the entries that processes send with mimir.stream.forwarder.ZMQForwardHandler "
@@ -62,23 +60,6 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--curve-authorized-keys", help="directory of the public keys of the allowed senders"
     )
     return parser
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``collect`` subcommand to ``subparsers`` (from ``add_subparsers()``)."""
-    parser = subparsers.add_parser(
-        "collect",
-        help="receive entries from many processes or hosts into one log",
-        description=_DESCRIPTION,
-    )
-    _configure(parser)
-    parser.set_defaults(run=run)
-    return parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser for ``collect`` alone (``python -m mimir.cli.collect``)."""
-    return _configure(argparse.ArgumentParser(prog="mimir collect", description=_DESCRIPTION))
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
@@ -141,10 +122,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``mimir collect`` alone; return the exit status."""
-    return run(build_parser().parse_args(argv))
+COMMAND = Command(
+    "collect",
+    help="receive entries from many processes or hosts into one log",
+    description=_DESCRIPTION,
+    configure=_configure,
+    run=run,
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(COMMAND.main())

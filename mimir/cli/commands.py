@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import mimir
-from mimir.cli import collect as collect_command
-from mimir.cli import plot as plot_command
-from mimir.cli import summary as summary_command
+from mimir.cli import collect, plot, summary
 from mimir.cli._args import stream_address
 from mimir.gzlog import HEADER as GZLOG_HEADER
 from mimir.reader import (
@@ -372,9 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail_parser.set_defaults(run=_run_tail)
 
-    plot_command.add_parser(commands)
-    summary_command.add_parser(commands)
-    collect_command.add_parser(commands)
+    for command in (plot.COMMAND, summary.COMMAND, collect.COMMAND):
+        command.add_parser(commands)
     return parser
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-from mimir.cli._args import stream_address
+from mimir.cli._args import Command, stream_address
 
-__all__ = ["add_parser", "build_parser", "main", "run"]
+__all__ = ["COMMAND", "run"]
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
 DEFAULT_REPLAY_ADDRESS = "tcp://127.0.0.1:5556"
@@ -136,23 +135,6 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="write a standalone HTML plot of the --file logs and exit",
     )
     return parser
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``plot`` subcommand to ``subparsers`` (from ``add_subparsers()``)."""
-    parser = subparsers.add_parser(
-        "plot",
-        help="live plot of a run in the browser (stream or growing file), or an HTML report",
-        description=_DESCRIPTION,
-    )
-    _configure(parser)
-    parser.set_defaults(run=run)
-    return parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser for ``plot`` alone (``python -m mimir.cli.plot``)."""
-    return _configure(argparse.ArgumentParser(prog="mimir plot", description=_DESCRIPTION))
 
 
 def _error(message: str, status: int = 2) -> int:
@@ -325,10 +307,14 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(error), 1)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``mimir plot`` alone; return the exit status."""
-    return run(build_parser().parse_args(argv))
+COMMAND = Command(
+    "plot",
+    help="live plot of a run in the browser (stream or growing file), or an HTML report",
+    description=_DESCRIPTION,
+    configure=_configure,
+    run=run,
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(COMMAND.main())

@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Sequence
-from typing import Any
 
+from mimir.cli._args import Command
 from mimir.reader import MalformedLogError, PartialReadWarning
 from mimir.runs import Run, UnknownKeyError, find_logs, load_runs, run_names
 from mimir.summary import check_x, format_json, format_table, summarize
 
-__all__ = ["add_parser", "build_parser", "main", "run"]
+__all__ = ["COMMAND", "run"]
 
 _DESCRIPTION = """\
 Summarize runs: for each log (a file, a glob such as 'runs/*.jsonl.gz', or a folder
@@ -73,23 +72,6 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``summary`` subcommand to ``subparsers`` (from ``add_subparsers()``)."""
-    parser = subparsers.add_parser(
-        "summary",
-        help="entries, x range and min/max/last of each numeric key, per run",
-        description=_DESCRIPTION,
-    )
-    _configure(parser)
-    parser.set_defaults(run=run)
-    return parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser for ``summary`` alone (``python -m mimir.cli.summary``)."""
-    return _configure(argparse.ArgumentParser(prog="mimir summary", description=_DESCRIPTION))
-
-
 def _say(kind: str, message: object) -> None:
     text = " ".join(str(message).split())  # one line, whatever the message
     print(f"mimir summary: {kind}: {text}", file=sys.stderr)
@@ -140,10 +122,14 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``mimir summary`` alone; return the exit status."""
-    return run(build_parser().parse_args(argv))
+COMMAND = Command(
+    "summary",
+    help="entries, x range and min/max/last of each numeric key, per run",
+    description=_DESCRIPTION,
+    configure=_configure,
+    run=run,
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(COMMAND.main())

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mimir.plot.figure import import_bokeh
+from mimir.plot.figure import PALETTE, import_bokeh
 
 __all__ = [
     "PANEL_RATIO",
@@ -44,20 +44,6 @@ __all__ = [
 #: Keys whose scales differ by more than this factor get a panel each.
 PANEL_RATIO = 100.0
 
-#: Colours of the runs (or of the keys, with one run): Bokeh's Category10 (Category20
-#: past ten).
-_PALETTE = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-)
 #: Dash patterns of the keys, in order (repeated past the last).
 _DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot", [10, 3, 2, 3, 2, 3])
 _RAW_ALPHA = 0.25  # the raw line under the smoothed one
@@ -597,7 +583,7 @@ class _Builder:
 
         index = self.runs.index(run) if self.by_run else self.keys.index(key)
         count = len(self.runs) if self.by_run else len(self.keys)
-        palette = _PALETTE if count <= len(_PALETTE) else Category20[20]  # 20 before repeating
+        palette = PALETTE if count <= len(PALETTE) else Category20[20]  # 20 before repeating
         return palette[index % len(palette)]
 
     def dash(self, key: str) -> Any:

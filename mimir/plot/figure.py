@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "MIN_BOKEH",
+    "PALETTE",
     "PlotValueWarning",
     "build_figure",
     "entries_to_rows",
@@ -29,8 +30,9 @@ __all__ = [
 MIN_BOKEH = (3, 8, 2)
 
 _INSTALL = 'pip install "mimir-logger[plot]" (or pip install "bokeh>=3.8.2")'
-#: Colours of the series, in order (Bokeh's Category10), repeated past ten series.
-_PALETTE = (
+#: Colours of lines, in order (Bokeh's Category10): by run in a comparison, by key
+#: in a figure of one run, repeated past ten (a comparison turns to Category20).
+PALETTE = (
     "#1f77b4",
     "#ff7f0e",
     "#2ca02c",
@@ -232,7 +234,7 @@ def build_figure(
             source=source,
             legend_label=key,
             line_width=2,
-            color=_PALETTE[index % len(_PALETTE)],
+            color=PALETTE[index % len(PALETTE)],
         )
     fig.add_tools(HoverTool(tooltips=[(x_key, "@x"), ("value", "@y")], mode="mouse"))
     fig.legend.click_policy = "hide"

@@ -314,32 +314,13 @@ def x_axis_for(x_key: str, x_axis: str | None) -> str:
 # -- feeds -------------------------------------------------------------------------------
 
 
-class StreamFeed:
-    """Follows a Mímir stream (:func:`mimir.stream.follow`) into a :class:`PointStore`."""
+class _Feed:
+    """What every feed of a :class:`PointStore` has: the store, its run, and a status."""
 
-    def __init__(
-        self,
-        store: PointStore,
-        address: str,
-        replay_address: str | None = None,
-        *,
-        run: str = "",
-        **stream_options: Any,
-    ) -> None:
+    def __init__(self, store: PointStore, run: str) -> None:
         self.store = store
-        self.address = address
-        self.replay_address = replay_address
         self.run = run
-        self.stream_options = stream_options
-        self.gaps = 0
-        self.missed = 0
-        self.received = 0
-        self.status = f"waiting for entries from {address}"
-        self._pending: list[Any] = []
-        self._pending_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._follower: Any = None
-        self._thread: threading.Thread | None = None
+        self._status = ""
 
     @property
     def status(self) -> str:
@@ -351,6 +332,33 @@ class StreamFeed:
     def status(self, text: str) -> None:
         self._status = text
         self.store.status = text
+
+
+class StreamFeed(_Feed):
+    """Follows a Mímir stream (:func:`mimir.stream.follow`) into a :class:`PointStore`."""
+
+    def __init__(
+        self,
+        store: PointStore,
+        address: str,
+        replay_address: str | None = None,
+        *,
+        run: str = "",
+        **stream_options: Any,
+    ) -> None:
+        super().__init__(store, run)
+        self.address = address
+        self.replay_address = replay_address
+        self.stream_options = stream_options
+        self.gaps = 0
+        self.missed = 0
+        self.received = 0
+        self.status = f"waiting for entries from {address}"
+        self._pending: list[Any] = []
+        self._pending_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._follower: Any = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         from mimir.stream import follow
@@ -409,7 +417,7 @@ class StreamFeed:
             self._thread.join(2.0)
 
 
-class FileFeed:
+class FileFeed(_Feed):
     """Follows a log file as it grows (like ``tail -f``) into a :class:`PointStore`.
 
     A plain ``.jsonl`` is read on from where the last read ended, complete lines
@@ -424,10 +432,9 @@ class FileFeed:
     """
 
     def __init__(self, store: PointStore, path: str, poll: float = 0.2, *, run: str = "") -> None:
-        self.store = store
+        super().__init__(store, run)
         self.path = os.fspath(path)
         self.poll = poll
-        self.run = run
         self.entries = 0  # entries of the file read so far
         self.status = f"waiting for {self.path}"
         self.done = False  # the last read reached the end of the file
@@ -439,17 +446,6 @@ class FileFeed:
         self._offset = 0  # plain files: bytes read so far (up to the end of a line)
         self._identity: tuple[int, int] | None = None
         self._signature: tuple[int, int, int] | None = None
-
-    @property
-    def status(self) -> str:
-        """What this feed has to say (waiting, how many entries, errors); the store's
-        :attr:`~PointStore.status` is the last thing a feed said."""
-        return self._status
-
-    @status.setter
-    def status(self, text: str) -> None:
-        self._status = text
-        self.store.status = text
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mimir-plot-file", daemon=True)

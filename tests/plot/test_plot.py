@@ -249,7 +249,7 @@ def test_missing_bokeh_names_the_extra_to_install(monkeypatch):
 def test_cli_refuses_contradictory_options(argv, message, capsys):
     """`mimir plot` exits with status 2 and a clear message on options that do not go together."""
     _bokeh()
-    assert plot_cli.run(plot_cli.build_parser().parse_args(argv)) == 2
+    assert plot_cli.run(plot_cli.COMMAND.build_parser().parse_args(argv)) == 2
     assert message in capsys.readouterr().err
 
 
@@ -342,7 +342,7 @@ def test_html_report_holds_the_data_and_opens_without_errors(browser, tmp_path, 
         for i in range(400):
             logger.log(entry(i))
     output = tmp_path / "report.html"
-    status = plot_cli.main(
+    status = plot_cli.COMMAND.main(
         ["iteration", "training_error", "validation_error", "--file", str(path), "-o", str(output)]
     )
     assert status == 0

@@ -430,7 +430,8 @@ def test_s1_loopback_default_and_wide_bind_warning(tmp_path: Path) -> None:
     from mimir.cli import collect as collector_cli
 
     assert (
-        collector_cli.build_parser().parse_args(["--output", "x.gz"]).bind == "tcp://127.0.0.1:5555"
+        collector_cli.COMMAND.build_parser().parse_args(["--output", "x.gz"]).bind
+        == "tcp://127.0.0.1:5555"
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
