@@ -11,7 +11,7 @@ import weakref
 from collections import deque
 
 from mimir import _fork
-from mimir._handler import EntriesDropped, Handler
+from mimir._handler import Handler, report_lost_at_close
 
 __all__ = ["BufferedHandler"]
 
@@ -258,15 +258,8 @@ class BufferedHandler(Handler):
             self._batches.clear()
             self._retained = 0
             self.dropped += lost
-        if not lost:
-            return
-        try:
-            raise EntriesDropped(
-                f"{self!r}: {lost} entries could not be written before close() and are lost"
-                f" (last error: {self._last_error or 'unknown'}); counted in .dropped"
-            ) from self._last_error
-        except EntriesDropped as error:
-            self.report(str(error))
+        if lost:
+            report_lost_at_close(self.report, repr(self), lost, self._last_error)
 
     def _flush_loop(self) -> None:
         while not self._closing:

@@ -10,7 +10,7 @@ from typing import Any
 from mimir._json import SerializationError
 from mimir.formatter import JSONFormatter
 
-__all__ = ["EntriesDropped", "Handler", "as_line"]
+__all__ = ["EntriesDropped", "Handler", "as_line", "report_lost_at_close"]
 
 # Distinct encoding failures counted per handler; further ones share one count.
 _MAX_FAILURE_KINDS = 16
@@ -18,6 +18,23 @@ _MAX_FAILURE_KINDS = 16
 
 class EntriesDropped(RuntimeError):
     """Entries were dropped: a buffer or queue was full, or the output is gone."""
+
+
+def report_lost_at_close(
+    report: Callable[[str], None], name: str, lost: int, last_error: BaseException | None
+) -> None:
+    """Say that ``lost`` entries kept for a retry were given up at close.
+
+    ``report`` is called inside an ``except`` block whose exception is chained to
+    ``last_error``, so that a handler's report shows the cause.
+    """
+    try:
+        raise EntriesDropped(
+            f"{name}: {lost} entries could not be written before close() and are lost"
+            f" (last error: {last_error or 'unknown'}); counted in .dropped"
+        ) from last_error
+    except EntriesDropped as error:
+        report(str(error))
 
 
 def as_line(line: bytes | bytearray | memoryview | str) -> bytes:

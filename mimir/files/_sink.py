@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from mimir._handler import EntriesDropped
+from mimir._handler import EntriesDropped, report_lost_at_close
 from mimir.gzlog import MAX_APPEND, Gzlog, GzlogCorruptError, GzlogError, GzlogState, GzlogWarning
 from mimir.reader import iter_lines
 
@@ -382,12 +382,5 @@ class GzlogSink:
         self._kept.clear()
         self._kept_bytes = 0
         self.dropped += lost
-        if not lost:
-            return
-        try:
-            raise EntriesDropped(
-                f"{log_name(self.filename)}: {lost} entries could not be written before close()"
-                f" and are lost (last error: {self._last_error or 'unknown'}); counted in .dropped"
-            ) from self._last_error
-        except EntriesDropped as error:
-            self._report(str(error))
+        if lost:
+            report_lost_at_close(self._report, log_name(self.filename), lost, self._last_error)
