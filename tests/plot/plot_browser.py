@@ -285,3 +285,30 @@ def embedded_series(page: str, name: str) -> dict[str, list]:
     sources = embedded_sources(page)
     assert name in sources, f"no data source {name!r} in the report: {sorted(sources)}"
     return sources[name]
+
+
+def notebook_client(cells: list[str] | None = None, path: Path = ROOT) -> tuple[Any, Any]:
+    """A notebook of ``cells`` (code) and an nbclient client for it, run from ``path``.
+
+    Skips without nbformat, nbclient or ipykernel.
+    """
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells or []]
+    client = nbclient.NotebookClient(
+        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(path)}}
+    )
+    return notebook, client
+
+
+def run_notebook(cells: list[str]) -> tuple[Any, list[str]]:
+    """Run ``cells`` in a fresh kernel: the notebook, and what each cell printed on stdout."""
+    notebook, client = notebook_client(cells)
+    client.execute()
+    printed = [
+        "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+        for cell in notebook.cells
+    ]
+    return notebook, printed

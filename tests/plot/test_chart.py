@@ -14,24 +14,19 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from plot_browser import artifact, bokeh
 
 from mimir.plot.chart import PANEL_RATIO, line_source_name, panels_needed, smooth
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 DOCS_SCREENSHOT = ROOT / "docs" / "_static" / "compare-runs.png"
 WAIT = 30  # seconds any single condition may take before the test fails
-
-
-def _bokeh() -> Any:
-    return pytest.importorskip("bokeh", minversion="3.8.2")
 
 
 # -- smoothing and panels (no browser) ----------------------------------------------------
@@ -105,7 +100,7 @@ def test_key_ranges_span_every_run_of_a_key():
     assert panels_needed(ranges)
 
 
-def test_importing_the_chart_does_not_import_bokeh():
+def test_importing_the_chart_does_not_importbokeh():
     """mimir.plot.chart imports Bokeh only when a chart is built."""
     code = "import sys, mimir.plot.chart; assert 'bokeh' not in sys.modules, 'bokeh imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=WAIT)
@@ -120,7 +115,7 @@ def _lines(chart: Any, part: str = "smoothed") -> dict[tuple[str, str], Any]:
 
 def test_colour_follows_the_run_and_dash_the_key():
     """Two runs of two keys: one colour per run, one dash per key, legends for runs and keys."""
-    _bokeh()
+    bokeh()
     from mimir.plot.chart import build_chart
 
     lines = [("a", "loss"), ("b", "loss"), ("a", "acc"), ("b", "acc")]
@@ -146,7 +141,7 @@ def test_colour_follows_the_run_and_dash_the_key():
 
 def test_up_to_twenty_runs_have_colours_of_their_own():
     """Past ten runs, the palette has twenty colours before any repeats."""
-    _bokeh()
+    bokeh()
     from mimir.plot.chart import build_chart
 
     chart = build_chart("step", [(f"run {i}", "loss") for i in range(20)])
@@ -155,7 +150,7 @@ def test_up_to_twenty_runs_have_colours_of_their_own():
 
 def test_one_run_gets_a_colour_per_key_and_a_legend_entry_per_line():
     """With one run, each key has its own colour, solid, and its own legend entry."""
-    _bokeh()
+    bokeh()
     from mimir.plot.chart import build_chart
 
     chart = build_chart("step", [("", "loss"), ("", "acc")], title="run 7")
@@ -168,7 +163,7 @@ def test_one_run_gets_a_colour_per_key_and_a_legend_entry_per_line():
 
 def test_panels_per_key_share_the_x_range():
     """panels=True, or ranges that differ >100x, give a panel per key on one x range."""
-    _bokeh()
+    bokeh()
     from mimir.plot.chart import build_chart
 
     lines = [("a", "loss"), ("a", "lr"), ("b", "loss"), ("b", "lr")]
@@ -187,7 +182,7 @@ def test_panels_per_key_share_the_x_range():
 
 def test_a_time_axis_has_no_log_x_toggle():
     """x_axis="datetime" draws a time axis, and log x makes no sense there."""
-    _bokeh()
+    bokeh()
     from bokeh.models import DatetimeAxis
 
     from mimir.plot.chart import build_chart
@@ -208,7 +203,7 @@ def test_a_time_axis_has_no_log_x_toggle():
 )
 def test_build_chart_refuses_what_it_cannot_draw(lines, options, message):
     """No lines, a line twice, an unknown x axis or a smoothing weight of 1 are ValueErrors."""
-    _bokeh()
+    bokeh()
     from mimir.plot.chart import build_chart
 
     with pytest.raises(ValueError, match=message):
@@ -216,59 +211,6 @@ def test_build_chart_refuses_what_it_cannot_draw(lines, options, message):
 
 
 # -- the browser ------------------------------------------------------------------------
-
-
-def _find(*names: str) -> str | None:
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """A headless Chromium driven by Selenium, shared by the tests of this module."""
-    _bokeh()
-    pytest.importorskip("selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = _find("chromium", "chromium-browser", "google-chrome")
-    driver_path = _find("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.skip("needs Chromium and chromedriver (apt-get install chromium chromium-driver)")
-    profile = tempfile.mkdtemp(prefix="mimir-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1000,640",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(driver_path))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def _artifact(name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    ignore = ARTIFACTS / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# screenshots and reports written by the tests\n*\n")
-    return ARTIFACTS / name
 
 
 def _open(driver: Any, chart: Any, path: Path) -> None:
@@ -699,7 +641,7 @@ def test_log_toggles_switch_the_axes_in_the_page(browser, tmp_path):
         ),
         "the whole x range",
     )
-    browser.save_screenshot(str(_artifact("chart-log.png")))
+    browser.save_screenshot(str(artifact("chart-log.png")))
     _click(browser, "mimir:log_y")
     state = _until(
         browser,
@@ -826,7 +768,7 @@ def test_screenshot_of_two_runs_compared(browser, tmp_path):
         ),
         "the readout to show",
     )
-    screenshot = _artifact("compare-runs.png")
+    screenshot = artifact("compare-runs.png")
     browser.save_screenshot(str(screenshot))
     assert _problems(browser) == []
     if not DOCS_SCREENSHOT.exists() or os.environ.get("MIMIR_UPDATE_SCREENSHOT"):

@@ -28,6 +28,7 @@ from plot_browser import (
     embedded_sources,
     environment,
     plot_server,
+    run_notebook,
     until,
     wait_for_points,
     wait_for_text,
@@ -372,9 +373,6 @@ def test_the_notebook_plot_refines_a_zoom_in_the_page(browser, tmp_path):
     """The notebook's page holds finer resolutions and picks one on zoom: its layout, saved
     from a real kernel as a standalone page, shows more points of a zoomed range."""
     pytest.importorskip("zmq")
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     page = tmp_path / "notebook-plot.html"
     cells = [
         "import time\nimport mimir, mimir.plot\n"
@@ -392,13 +390,8 @@ def test_the_notebook_plot_refines_a_zoom_in_the_page(browser, tmp_path):
         f"open({str(page)!r}, 'w').write(file_html(plot.figure, INLINE, 'notebook plot'))\n"
         "plot.stop()\nlogger.close()",
     ]
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    client = nbclient.NotebookClient(
-        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
-    )
-    client.execute()
-    printed = "".join(o.get("text", "") for o in notebook.cells[1].outputs)
+    _, outputs = run_notebook(cells)
+    printed = outputs[1]
     received, finest, shown = map(int, printed.split())
     assert received == finest == 20_000 and shown <= 4000
     browser.get(page.as_uri())

@@ -30,7 +30,9 @@ from plot_browser import (
     data,
     embedded_series,
     environment,
+    notebook_client,
     plot_server,
+    run_notebook,
     text,
     wait_for_points,
     wait_for_text,
@@ -367,9 +369,6 @@ def test_html_report_holds_the_data_and_opens_without_errors(browser, tmp_path, 
 def test_notebook_plot_updates_while_later_cells_run(publisher):
     """In a real kernel, notebook_plot returns at once and its sources fill while cells run."""
     _bokeh()
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     handler, logger = publisher
     for i in range(200):
         logger.info(entry(i))
@@ -388,11 +387,7 @@ def test_notebook_plot_updates_while_later_cells_run(publisher):
         "print('points', plot.points(), plot.points('validation_error'), plot.received)",
         "plot.stop()\nprint(plot.error)",
     ]
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    client = nbclient.NotebookClient(
-        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
-    )
+    notebook, client = notebook_client(cells)
 
     def run(index: int) -> str:
         client.execute_cell(notebook.cells[index], index)
@@ -414,9 +409,6 @@ def test_notebook_plot_of_two_streams_shows_its_warnings_with_the_plot(publisher
     """Two addresses are two runs; a gap and a misspelt key are told under the plot, in its
     own cell, never in a later cell's output."""
     _bokeh()
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     (first, log_first), (second, log_second) = publishers("nb1"), publishers("nb2")
     for i in range(1500):  # more than the 1000 replayed: the start is a gap
         log_first.info(entry(i))
@@ -441,16 +433,7 @@ def test_notebook_plot_of_two_streams_shows_its_warnings_with_the_plot(publisher
         "print(messages(plot))\nprint(messages(wrong))",
         "plot.stop()\nwrong.stop()\nprint(elapsed < 5, plot.error, wrong.error)",
     ]
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    client = nbclient.NotebookClient(
-        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
-    )
-    client.execute()
-    outputs = [
-        "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
-        for cell in notebook.cells
-    ]
+    notebook, outputs = run_notebook(cells)
     errors = [o.get("text", "") for cell in notebook.cells[1:] for o in cell.outputs
               if o.get("name") == "stderr"]  # fmt: skip
     assert outputs[1].strip() == "1000 100"
@@ -466,9 +449,6 @@ def test_notebook_plot_returns_before_its_stream_exists():
     and plots its entries once it starts."""
     _bokeh()
     pytest.importorskip("zmq")
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     cells = [
         "import socket, time\nimport mimir, mimir.plot\n"
         "probe = socket.socket()\nprobe.bind(('127.0.0.1', 0))\n"
@@ -485,16 +465,7 @@ def test_notebook_plot_returns_before_its_stream_exists():
         "print(plot.received > 0, plot.error)",
         "plot.stop()\nlogger.close()",
     ]
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    client = nbclient.NotebookClient(
-        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
-    )
-    client.execute()
-    outputs = [
-        "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
-        for cell in notebook.cells
-    ]
+    _, outputs = run_notebook(cells)
     assert outputs[0].strip() == "0 True"  # returned with no stream to wait for
     assert outputs[1].strip() == "True None"
 
@@ -503,22 +474,18 @@ def test_example_notebook_runs(tmp_path):
     """examples/live_plot.ipynb runs top to bottom in a real kernel."""
     _bokeh()
     pytest.importorskip("zmq")
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     import mimir
 
     try:
         mimir.Logger(stream=True, formatter=None).close()
     except NotImplementedError:
         pytest.skip("mimir.Logger(stream=True) is not available yet")
-    notebook = nbformat.read(ROOT / "examples" / "live_plot.ipynb", as_version=4)
+    notebook, client = notebook_client(path=tmp_path)
+    nbformat = pytest.importorskip("nbformat")
+    notebook.cells = nbformat.read(ROOT / "examples" / "live_plot.ipynb", as_version=4).cells
     env_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     notebook.cells.insert(
         0, nbformat.v4.new_code_cell(f"import sys\nsys.path[:0] = {env_path.split(os.pathsep)!r}")
-    )
-    client = nbclient.NotebookClient(
-        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()
     outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
