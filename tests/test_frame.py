@@ -8,9 +8,9 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
+from run_logs import write_log
 
 import mimir
 from mimir.runs import UnknownKeyError
@@ -20,25 +20,17 @@ needs_pandas = pytest.mark.skipif(
 )
 
 
-def log(path: Path, entries: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with mimir.Logger(filename=path, formatter=None) as logger:
-        for entry in entries:
-            logger.log(entry)
-    return path
-
-
 @pytest.fixture
 def runs(tmp_path: Path) -> Path:
     """runs/a.jsonl (validation every other entry) and runs/b.jsonl.gz (a text key)."""
-    log(
+    write_log(
         tmp_path / "runs" / "a.jsonl",
         [
             {"iteration": i, "loss": 1.0 / (i + 1)} | ({"val": i / 10} if i % 2 else {})
             for i in range(4)
         ],
     )
-    log(
+    write_log(
         tmp_path / "runs" / "b.jsonl.gz",
         [
             {"iteration": i, "loss": 2.0 - i, "phase": "warm-up" if i == 0 else "main"}
@@ -99,8 +91,8 @@ def test_to_frame_names_globs_keys_and_x(runs: Path) -> None:
 @needs_pandas
 def test_restarted_run_gets_a_second_segment(tmp_path: Path) -> None:
     """A run appended after a restart from step 3 is segment 1 from there on."""
-    path = log(tmp_path / "run.jsonl.gz", [{"step": s, "loss": 10 - s} for s in range(6)])
-    log(path, [{"step": s, "loss": 5.0} for s in range(3, 6)])
+    path = write_log(tmp_path / "run.jsonl.gz", [{"step": s, "loss": 10 - s} for s in range(6)])
+    write_log(path, [{"step": s, "loss": 5.0} for s in range(3, 6)])
     frame = mimir.to_frame(path)
     assert list(frame["segment"]) == [0] * 6 + [1] * 3
     last = frame[frame["segment"] == frame["segment"].max()]
@@ -116,7 +108,7 @@ def test_collected_log_is_split_by_source(tmp_path: Path) -> None:
         for s in range(3)
         for r in range(2)
     ]
-    path = log(tmp_path / "all.jsonl", entries)
+    path = write_log(tmp_path / "all.jsonl", entries)
     frame = mimir.to_frame(path)
     assert list(frame["run"]) == ["all/rank0"] * 3 + ["all/rank1"] * 3
     assert list(frame["loss"]) == [0, 1, 2, 0, 2, 4]
@@ -129,7 +121,7 @@ def test_collected_log_is_split_by_source(tmp_path: Path) -> None:
 @needs_pandas
 def test_a_key_named_run_needs_other_column_names(tmp_path: Path) -> None:
     """Entries with a key "run" are refused with the fix; run_column= gives another name."""
-    path = log(tmp_path / "x.jsonl", [{"run": 7, "loss": 1.0}])
+    path = write_log(tmp_path / "x.jsonl", [{"run": 7, "loss": 1.0}])
     with pytest.raises(ValueError, match=r"has a key 'run'.*run_column="):
         mimir.to_frame(path)
     frame = mimir.to_frame(path, run_column="name")

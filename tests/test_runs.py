@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_logs import write_log
 
 import mimir
 from mimir.runs import (
@@ -26,15 +27,6 @@ from mimir.runs import (
     source_label,
     split_by_source,
 )
-
-
-def write_log(path: Path, entries: list[dict[str, Any]]) -> Path:
-    """Write ``entries`` with mimir itself (plain or compressed by the name)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with mimir.Logger(filename=path, formatter=None) as logger:
-        for entry in entries:
-            logger.log(entry)
-    return path
 
 
 def training(n: int, start: int = 0, **extra: Any) -> list[dict[str, Any]]:

@@ -7,11 +7,10 @@ import math
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from run_logs import write_log
 
-import mimir
 from mimir.cli import main
 from mimir.runs import UnknownKeyError, load_runs
 from mimir.summary import format_json, format_table, summarize, summarize_logs
@@ -61,14 +60,6 @@ JSON_LINES = [
 ]
 
 
-def log(path: Path, entries: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with mimir.Logger(filename=path, formatter=None) as logger:
-        for entry in entries:
-            logger.log(entry)
-    return path
-
-
 @pytest.fixture
 def two_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """runs/baseline.jsonl and runs/lr_high.jsonl.gz (with a NaN and an infinity), cwd tmp_path."""
@@ -79,9 +70,9 @@ def two_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if i % 2:
             entry["validation_error"] = [0.6, 0.2][i // 2]
         baseline.append(entry)
-    log(tmp_path / "runs" / "baseline.jsonl", baseline)
+    write_log(tmp_path / "runs" / "baseline.jsonl", baseline)
     values = [(2.0, 10), (1.5, math.inf), (math.nan, 3)]
-    log(
+    write_log(
         tmp_path / "runs" / "lr_high.jsonl.gz",
         [
             {"iteration": i, "training_error": e, "grad_norm": g, "phase": "train"}
@@ -136,10 +127,10 @@ def test_table_and_json_in_process(two_runs: Path, capsys: pytest.CaptureFixture
 
 def test_names_x_and_segments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--name renames runs; --x picks the key; a restarted run shows its segments."""
-    path = log(
+    path = write_log(
         tmp_path / "run.jsonl", [{"step": s, "epoch": s // 2, "loss": 9 - s} for s in range(6)]
     )
-    log(path, [{"step": s, "epoch": s // 2, "loss": 1.5} for s in range(2, 6)])  # restarted
+    write_log(path, [{"step": s, "epoch": s // 2, "loss": 1.5} for s in range(2, 6)])  # restarted
     assert main(["summary", str(path), "--name", "first try", "--x", "epoch"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == (
         f"first try: {path}, 10 entries, epoch 0 to 2 in 2 segments (epoch goes back 1 time)"
@@ -172,7 +163,7 @@ def test_x_key_in_some_runs_only(two_runs: Path, capsys: pytest.CaptureFixture[s
 
 def test_entry_index_when_no_x_key(tmp_path: Path) -> None:
     """Without iteration, step or epoch, the x range is that of the entry index."""
-    path = log(tmp_path / "loss.jsonl", [{"loss": 3}, {"loss": 2}, {"message": "done"}])
+    path = write_log(tmp_path / "loss.jsonl", [{"loss": 3}, {"loss": 2}, {"message": "done"}])
     (summary,) = summarize_logs([path])
     assert summary["x"] == {"key": None, "min": 0, "max": 2, "segments": 1}
     assert summary["other_keys"] == ["message"]
@@ -190,7 +181,7 @@ def test_collected_log_is_summarized_per_source(
         for s in range(3)
         for r in range(2)
     ]
-    path = log(tmp_path / "collected.jsonl", entries)
+    path = write_log(tmp_path / "collected.jsonl", entries)
     assert main(["summary", str(path), "--json"]) == 0
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(s["run"], s["source"], s["entries"]) for s in out] == [
@@ -206,7 +197,7 @@ def test_collected_log_is_summarized_per_source(
 def test_empty_log_and_no_numbers(tmp_path: Path) -> None:
     """A log with no entry yet, and one with no numbers, are said so."""
     (tmp_path / "new.jsonl").write_bytes(b"")
-    log(tmp_path / "text.jsonl", [{"message": "hello"}])
+    write_log(tmp_path / "text.jsonl", [{"message": "hello"}])
     table = format_table(summarize_logs([tmp_path / "new.jsonl", tmp_path / "text.jsonl"]))
     assert table == (
         f"new: {tmp_path / 'new.jsonl'}, no entries\n"
