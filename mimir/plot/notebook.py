@@ -69,18 +69,41 @@ class _ThreadWarnings:
 _thread_warnings = _ThreadWarnings()
 
 
+def _comms_handle(base: Any, comms: Any, cell_doc: Any, cell: int | None) -> Any:
+    """A ``push_notebook`` handle (``bokeh.io.notebook.CommsHandle``) made on any thread.
+
+    ``CommsHandle()`` looks the cell number up in IPython's history, whose SQLite
+    connection belongs to the kernel's main thread: from another thread IPython takes
+    the error for a corrupt database and moves the history file aside. The number is
+    taken on the caller's thread instead.
+    """
+    handle = base.__new__(base)
+    handle._cellno = cell
+    handle._comms = comms
+    handle._doc = cell_doc
+    cell_doc.hold()  # as CommsHandle(): changes wait for push_notebook
+    return handle
+
+
 class NotebookPlot:
     """A live plot of one or more streams in a Jupyter notebook, made by :func:`notebook_plot`.
 
     One thread per stream receives the entries into a
-    :class:`~mimir.plot.server.PointStore`; another one shows them every
+    :class:`~mimir.plot.server.PointStore`; another one imports Bokeh, builds the
+    chart, shows it in the outputs the call left in its cell, then updates it every
     ``interval`` seconds (``push_notebook``): the whole of each run, decimated to at
     most 4 points per pixel column (first, lowest, highest, last; see
     :mod:`mimir.plot.decimate`). The kernel stays free for other cells.
 
+    The Bokeh objects exist once the plot is shown: :attr:`ready` is set then, and
+    :meth:`wait_ready` waits for it. Before, :attr:`figure` and :attr:`handle` are
+    None and :attr:`sources` is empty; the other attributes exist from the start.
+
     Attributes:
+        ready: a :class:`threading.Event`, set once the plot is shown.
         figure: the Bokeh layout shown (chart and the messages under it).
         sources: ``{(run, key): ColumnDataSource}``; read them under :attr:`lock`.
+        handle: the ``push_notebook`` handle of the plot.
         lock: held while the plot changes its sources.
         store: every point received (:class:`~mimir.plot.server.PointStore`).
         received: entries received so far.
@@ -119,12 +142,9 @@ class NotebookPlot:
             names = [""] if len(addresses) == 1 else [a.split("://", 1)[-1] for a in addresses]
         elif isinstance(names, str) or len(names) != len(addresses):
             raise ValueError("give one name per address (names=[...])")
-        import_bokeh()
-        from bokeh.io import output_notebook
-        from bokeh.io.notebook import show_doc
-        from bokeh.io.state import State
-        from bokeh.layouts import column
-        from bokeh.models import Div
+        import_bokeh()  # only its package (a few ms): says at once when Bokeh is missing
+        from IPython import get_ipython
+        from IPython.display import display
 
         self.x_key = x_key
         self.y_keys = list(y_keys)
@@ -140,36 +160,24 @@ class NotebookPlot:
         self.error: BaseException | None = None
         self.messages: list[str] = []
         self.subscriptions: list[Any] = []
+        self.ready = threading.Event()
+        self.figure: Any = None
+        self.sources: dict[tuple[str, str], Any] = {}
+        self.resolutions: Resolutions | None = None
+        self.handle: Any = None
+        self._settled = threading.Event()  # shown, or failed to
+        self._cell = getattr(get_ipython(), "execution_count", None)
         self._stop = threading.Event()
         self._shown: dict[tuple[str, str], int] = {}
         self._fine: dict[tuple[str, str], int] = {}  # counts when finer resolutions were sent
         self._fine_at = 0.0
         self._lines = [(run, key) for run in self.names for key in self.y_keys]
-        chart = build_chart(
-            x_key,
-            self._lines,
-            x_axis=self.store.x_axis,
-            log_y=log_y,
-            title=title,
-            height=height,
-            panels=panels,
-        )
-        self.sources = chart.sources
-        self.resolutions = self._resolutions(chart)
-        self._message_div = Div(text="", name="mimir:messages")
-        self._chart_box = column(chart.layout, sizing_mode="stretch_width")
-        self.figure = column(self._chart_box, self._message_div, sizing_mode="stretch_width")
-        if isinstance(resources, str):
-            from bokeh.resources import Resources
-
-            resources = Resources(mode=resources)
-        # Loads BokehJS in the notebook (from Bokeh's CDN unless resources says otherwise).
-        output_notebook(resources=resources, hide_banner=True)
-        # A document of our own, not curdoc(): this thread changes it while the user's
-        # cells may show and change other plots.
-        state = State()
-        state.output_notebook()
-        self.handle = show_doc(self.figure, state, notebook_handle=True)
+        # Three outputs, in the order Bokeh shows a plot: BokehJS, the plot's <div>, and the
+        # script that draws into it. The background thread fills them in (update_display).
+        self._displays = [
+            display({"text/html": html_text}, raw=True, display_id=True)
+            for html_text in ("", '<div style="color:#888">Loading the plot\u2026</div>', "")
+        ]
         self._threads = [
             threading.Thread(
                 target=self._receive,
@@ -181,10 +189,95 @@ class NotebookPlot:
                 zip(self.addresses, replay_addresses, self.names, strict=True)
             )
         ]
-        self._thread = threading.Thread(target=self._run, name="mimir-notebook-plot", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(resources,), name="mimir-notebook-plot", daemon=True
+        )
         for thread in [*self._threads, self._thread]:
             thread.start()
             _thread_warnings.add(thread, self._say)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the plot is shown: True once it is, False if ``timeout`` seconds pass first.
+
+        Raises the exception that kept the plot from being shown (also in :attr:`error`).
+        """
+        if not self._settled.wait(timeout):
+            return False
+        if not self.ready.is_set():
+            raise RuntimeError("the plot could not be shown") from self.error
+        return True
+
+    def _show(self, resources: Any) -> None:
+        """Import Bokeh, build the chart and show it in the outputs made by ``__init__``."""
+        while threading.get_ident() not in _thread_warnings.targets and not self._stop.is_set():
+            self._stop.wait(0.001)  # until its warnings go under the plot
+        from bokeh.core.templates import AUTOLOAD_NB_JS
+        from bokeh.embed.bundle import bundle_for_objs_and_resources
+        from bokeh.embed.notebook import notebook_content
+        from bokeh.io.notebook import (
+            EXEC_MIME_TYPE,
+            HTML_MIME_TYPE,
+            JS_MIME_TYPE,
+            LOAD_MIME_TYPE,
+            CommsHandle,
+            get_comms,
+        )
+        from bokeh.io.state import State, curstate
+        from bokeh.layouts import column
+        from bokeh.models import Div
+        from bokeh.resources import Resources
+        from bokeh.settings import settings
+        from bokeh.util.serialization import make_id
+
+        if resources is None or isinstance(resources, str):
+            resources = Resources(mode=resources or settings.resources())
+        # Loads BokehJS in the notebook (from Bokeh's CDN unless resources says otherwise),
+        # as bokeh.io.output_notebook(hide_banner=True) does.
+        curstate().output_notebook()
+        bundle = bundle_for_objs_and_resources(None, resources)
+        load = {
+            JS_MIME_TYPE: AUTOLOAD_NB_JS.render(
+                bundle=bundle, elementid=None, force=True, timeout=5000, register_mime=True
+            ),
+            LOAD_MIME_TYPE: AUTOLOAD_NB_JS.render(
+                bundle=bundle, elementid=None, force=True, timeout=5000, register_mime=False
+            ),
+        }
+        self._displays[0].update(load, raw=True)
+        with self.lock:
+            chart = build_chart(
+                self.x_key,
+                self._lines,
+                x_axis=self.store.x_axis,
+                log_y=self.log_y,
+                title=self.title,
+                height=self.height,
+                panels=self.panels,
+            )
+            self.sources = chart.sources
+            self.resolutions = self._resolutions(chart)
+            self._message_div = Div(text="", name="mimir:messages")
+            self._chart_box = column(chart.layout, sizing_mode="stretch_width")
+            self.figure = column(self._chart_box, self._message_div, sizing_mode="stretch_width")
+        self._update(None)  # what arrived meanwhile is in the first drawing
+        # A document of our own, not curdoc(): this thread changes it while the user's
+        # cells may show and change other plots. As bokeh.io.notebook.show_doc, but into
+        # the outputs made by __init__.
+        state = State()
+        state.output_notebook()
+        state.document.add_root(self.figure)
+        target = make_id()
+        script, div, cell_doc = notebook_content(self.figure, target)
+        self._displays[1].update({HTML_MIME_TYPE: div}, raw=True)
+        self._displays[2].update(
+            {JS_MIME_TYPE: script, EXEC_MIME_TYPE: ""},
+            metadata={EXEC_MIME_TYPE: {"id": self.figure.id}},
+            raw=True,
+        )
+        handle = _comms_handle(CommsHandle, get_comms(target), cell_doc, self._cell)
+        state.document.callbacks.on_change_dispatch_to(handle)
+        self.handle = handle
+        self.ready.set()
 
     def _resolutions(self, chart: Any) -> Resolutions:
         return Resolutions(chart, {line: _DEPTH for line in chart.sources})
@@ -234,25 +327,43 @@ class NotebookPlot:
         if batch:
             self.store.add(batch, run)
 
-    def _run(self) -> None:
-        from bokeh.io import push_notebook
-
-        while not self._stop.wait(self.interval):
+    def _run(self, resources: Any) -> None:
+        try:
+            self._show(resources)
+        except Exception as error:
+            self._fail(error)
+            self._stop.set()
+            failed = html.escape(f"mimir: the plot could not be shown: {error!r}")
             try:
-                self._update(push_notebook)
-            except Exception as error:  # keep plotting what arrives; say why once
-                if self.error is None:
-                    self._fail(error)
+                self._displays[1].update(
+                    {"text/html": f'<div style="color:#b00">{failed}</div>'}, raw=True
+                )
+            except Exception:
+                pass
+        finally:
+            self._settled.set()
+        if self.ready.is_set():
+            from bokeh.io import push_notebook
+
+            while not self._stop.wait(self.interval):
+                try:
+                    self._update(push_notebook)
+                except Exception as error:  # keep plotting what arrives; say why once
+                    if self.error is None:
+                        self._fail(error)
         for thread in self._threads:
             thread.join(2.0)
-        try:
-            self._update(push_notebook)  # what arrived before stop()
-        except Exception:
-            pass
+        if self.ready.is_set():
+            try:
+                self._update(push_notebook)  # what arrived before stop()
+            except Exception:
+                pass
         for thread in [*self._threads, self._thread]:
             _thread_warnings.remove(thread)
 
     def _update(self, push_notebook: Any) -> None:
+        """Bring the chart up to date; push the changes with ``push_notebook`` (if given)."""
+        assert self.resolutions is not None
         changed = False
         lines = self.store.lines()
         new = [line for line in lines if line not in self._lines]
@@ -300,7 +411,7 @@ class NotebookPlot:
             if self._message_div.text != text:
                 self._message_div.text = text
                 changed = True
-            if changed:
+            if changed and push_notebook is not None:
                 push_notebook(handle=self.handle)
 
     # -- the user's side ---------------------------------------------------------------
@@ -374,9 +485,12 @@ def notebook_plot(
 
     Shows the entries the publisher (a :class:`~mimir.stream.publisher.ZMQStreamHandler`,
     or ``mimir.Logger(stream=True)``) kept for replay, then every new entry, and
-    returns at once: the plot goes on updating while other cells run, until
-    :meth:`NotebookPlot.stop`. Each line shows its whole run, decimated to at most 4
-    points per pixel column so that spikes stay visible.
+    returns at once, without importing Bokeh's models: the call leaves a placeholder
+    in the cell, and a background thread imports Bokeh, builds the chart and shows
+    it there (:meth:`NotebookPlot.wait_ready` waits for it). The plot goes on
+    updating while other cells run, until :meth:`NotebookPlot.stop`. Each line shows
+    its whole run, decimated to at most 4 points per pixel column so that spikes stay
+    visible.
 
     Arguments:
         x_key: the entry key on the x axis (e.g. ``"iteration"``).
@@ -405,7 +519,9 @@ def notebook_plot(
 
     A key found in none of the entries received, a gap in a stream and any other
     problem of the background threads is shown in red under the plot (and kept in
-    :attr:`NotebookPlot.messages`): keys can only be checked once entries arrive.
+    :attr:`NotebookPlot.messages`): keys can only be checked once entries arrive. A
+    plot that cannot be shown (e.g. ``resources`` names no Bokeh resources mode)
+    says why in red in its place, and :meth:`NotebookPlot.wait_ready` raises.
     """
     if not y_keys:
         raise TypeError("notebook_plot() needs at least one key to plot on the y axis")

@@ -381,7 +381,7 @@ def test_the_notebook_plot_refines_a_zoom_in_the_page(browser, tmp_path):
         "for i in range(20_000):\n"
         "    logger.log({'iteration': i, 'loss': 50.0 if i == 12_345 else 1 / (1 + i / 100)})\n"
         "plot = mimir.plot.notebook_plot('iteration', 'loss', address=logger.stream.address)",
-        "deadline = time.monotonic() + 30\n"
+        "deadline = time.monotonic() + 30\nassert plot.wait_ready(30)\n"
         "finest = lambda: plot.resolutions.levels[('', 'loss')][2].data['x']\n"
         "while time.monotonic() < deadline and (plot.received < 20_000 or len(finest()) < 20_000):"
         "\n    time.sleep(0.05)\n"

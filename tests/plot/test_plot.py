@@ -376,7 +376,8 @@ def test_notebook_plot_updates_while_later_cells_run(publisher):
         "import time\nimport mimir.plot\nstarted = time.monotonic()\n"
         "plot = mimir.plot.notebook_plot('iteration', 'training_error', 'validation_error', "
         f"address={handler.address!r}, replay_address={handler.replay_address!r})\n"
-        "elapsed = time.monotonic() - started",
+        "elapsed = time.monotonic() - started\n"
+        "print(plot.wait_ready(30))",  # the plot is shown in this cell's outputs
         "print(f'returned after {elapsed:.2f} s')\nassert elapsed < 10",
         # busy cells (no sleep): the plot's threads update it meanwhile
         "deadline = time.monotonic() + 30\n"
@@ -394,7 +395,7 @@ def test_notebook_plot_updates_while_later_cells_run(publisher):
         return "".join(o.get("text", "") for o in notebook.cells[index].outputs)
 
     with client.setup_kernel():
-        run(0)
+        assert run(0).strip() == "True"
         kinds = {kind for o in notebook.cells[0].outputs for kind in o.get("data", {})}
         assert "application/vnd.bokehjs_exec.v0+json" in kinds  # the plot was shown
         assert "returned after" in run(1)
@@ -428,6 +429,7 @@ def test_notebook_plot_of_two_streams_shows_its_warnings_with_the_plot(publisher
         "print(plot.points('training_error', 'long'), plot.points('training_error', 'short'))",
         "deadline = time.monotonic() + 30\n"
         "messages = lambda p: p.figure.select_one({'name': 'mimir:messages'}).text\n"
+        "assert plot.wait_ready(30) and wrong.wait_ready(30)\n"
         "while time.monotonic() < deadline and not ('Gap' in messages(plot)"
         " and 'did you mean' in messages(wrong)):\n    sum(range(10_000))\n"
         "print(messages(plot))\nprint(messages(wrong))",
@@ -442,6 +444,81 @@ def test_notebook_plot_of_two_streams_shows_its_warnings_with_the_plot(publisher
     assert "did you mean &#x27;training_error&#x27;?" in outputs[2]
     assert outputs[3].strip() == "True None None"
     assert not any("Warning" in error for error in errors), errors
+
+
+def test_notebook_plot_returns_before_bokeh_is_imported(publisher):
+    """In a fresh kernel, notebook_plot imports Bokeh's models and builds the plot on a
+    background thread: the call returns while that import is held back, then the plot is
+    shown (Bokeh's div and script) in the cell's outputs."""
+    _bokeh()
+    handler, logger = publisher
+    for i in range(50):
+        logger.info(entry(i))
+    cells = [
+        "import importlib.abc, importlib.machinery, sys, threading\n"
+        "import mimir.plot\n"
+        "HEAVY = {'bokeh.core', 'bokeh.models', 'bokeh.io', 'bokeh.embed', 'bokeh.document',"
+        " 'bokeh.layouts', 'bokeh.plotting'}\n"
+        "release = threading.Event()\n"
+        "on_caller = []\n"
+        "class Held(importlib.abc.Loader):\n"
+        "    def __init__(self, loader):\n        self.loader = loader\n"
+        "    def __getattr__(self, name):\n        return getattr(self.loader, name)\n"
+        "    def create_module(self, spec):\n        return self.loader.create_module(spec)\n"
+        "    def exec_module(self, module):\n"
+        "        release.wait(30)\n        self.loader.exec_module(module)\n"
+        "class Hold(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if '.'.join(name.split('.')[:2]) not in HEAVY or release.is_set():\n"
+        "            return None\n"
+        "        if threading.current_thread() is threading.main_thread():\n"
+        "            on_caller.append(name)\n            return None\n"
+        "        spec = importlib.machinery.PathFinder.find_spec(name, path, target)\n"
+        "        if spec is not None:\n            spec.loader = Held(spec.loader)\n"
+        "        return spec\n"
+        "hold = Hold()\nsys.meta_path.insert(0, hold)\n"
+        "plot = mimir.plot.notebook_plot('iteration', 'training_error', "
+        f"address={handler.address!r}, replay_address={handler.replay_address!r})\n"
+        "print(on_caller, 'bokeh.models' in sys.modules, plot.ready.is_set(), plot.figure)\n"
+        "release.set()\nsys.meta_path.remove(hold)\n"
+        "print(plot.wait_ready(30), plot.figure is not None, 'bokeh.models' in sys.modules)",
+        "import time\ndeadline = time.monotonic() + 30\n"
+        "while plot.shown() < 50 and time.monotonic() < deadline:\n    time.sleep(0.05)\n"
+        "plot.stop()\nprint(plot.points(), plot.shown(), plot.error)\n"
+        # the handle is made off the main thread, without IPython's history (its SQLite
+        # connection is the main thread's; IPython would take the error for a corrupt file)
+        "print(getattr(get_ipython().history_manager, '_corrupt_db_counter', 0))",
+    ]
+    notebook, outputs = run_notebook(cells)
+    returned, ready = outputs[0].strip().splitlines()
+    assert returned == "[] False False None"  # nothing of Bokeh's models on the caller's thread
+    assert ready == "True True True"
+    assert outputs[1].split() == ["50", "50", "None", "0"]
+    shown = [o.get("data", {}) for o in notebook.cells[0].outputs]
+    assert any("application/vnd.bokehjs_exec.v0+json" in data for data in shown)
+    assert any("data-root-id" in data.get("text/html", "") for data in shown)
+    assert any("application/vnd.bokehjs_load.v0+json" in data for data in shown)
+    assert not any("Loading the plot" in data.get("text/html", "") for data in shown)
+
+
+def test_notebook_plot_that_cannot_be_shown_says_why_in_its_place():
+    """An error of the background thread that builds the plot replaces the placeholder
+    with its message, and wait_ready raises it."""
+    _bokeh()
+    cells = [
+        "import mimir.plot\n"
+        "plot = mimir.plot.notebook_plot('iteration', 'loss', "
+        "address='tcp://127.0.0.1:9', replay=False, resources='nowhere')\n"
+        "try:\n    plot.wait_ready(30)\nexcept RuntimeError as error:\n"
+        "    print(repr(error.__cause__))\n"
+        "plot.stop()\nprint(plot.figure, plot.running)",
+    ]
+    notebook, outputs = run_notebook(cells)
+    assert "wrong value for 'mode' parameter" in outputs[0]
+    assert outputs[0].strip().endswith("None False")
+    shown = "".join(o.get("data", {}).get("text/html", "") for o in notebook.cells[0].outputs)
+    assert "the plot could not be shown" in shown
+    assert "Loading the plot" not in shown
 
 
 def test_notebook_plot_returns_before_its_stream_exists():
