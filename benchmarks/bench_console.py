@@ -30,19 +30,10 @@ import time
 import tty
 from collections.abc import Callable, Iterator
 
+from bench_core import entry  # benchmarks/ is the script's directory
+
 import mimir
 from mimir.console import ConsoleFormatter, ConsoleHandler, ProgressHandler
-
-
-def entry(i: int) -> dict:
-    """A typical 5-key metrics entry (as in bench_core.py)."""
-    return {
-        "iteration": i,
-        "training_error": 1.0 / (i + 1),
-        "validation_error": 1.5 / (i + 1),
-        "learning_rate": 0.001,
-        "epoch": i // 1000,
-    }
 
 
 @contextlib.contextmanager

@@ -30,12 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mimir.gzlog.files import LogFiles
-from mimir.reader import MalformedLogError, iter_lines
-
-try:
-    from orjson import loads as _orjson_loads
-except ImportError:  # pragma: no cover - orjson is a dependency, kept optional for odd platforms
-    _orjson_loads = None
+from mimir.reader import MalformedLogError, iter_lines, loads_line
 
 __all__ = [
     "NO_SOURCE",
@@ -47,6 +42,7 @@ __all__ = [
     "check_keys",
     "default_x",
     "find_logs",
+    "is_number",
     "load_runs",
     "run_names",
     "segment_starts",
@@ -67,7 +63,6 @@ _FOLDER_PATTERNS = ("*.jsonl", "*.jsonl.gz")
 _GLOB_CHARS = frozenset("*?[")
 _SHOWN_KEYS = 40  # keys listed in an UnknownKeyError at most
 _INT53 = 1 << 53  # integers a float holds exactly
-_INT63 = float(1 << 63)  # orjson reads larger integers as floats
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -415,7 +410,7 @@ def segment_starts(xs: Sequence[float]) -> list[int]:
     starts = [0]
     previous = None
     for index, x in enumerate(xs):
-        if not _is_number(x) or x != x:  # NaN
+        if not is_number(x) or x != x:  # NaN
             continue
         if previous is not None and x < previous:
             starts.append(index)
@@ -434,7 +429,8 @@ def default_x(keys: Collection[str]) -> str | None:
     return None
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """An int or a float (a bool is neither): a value a key can be summarized or plotted by."""
     kind = type(value)
     return kind is float or kind is int or (kind is not bool and isinstance(value, (int, float)))
 
@@ -664,7 +660,7 @@ class _RunBuilder:
 def _read_entries(path: Path, errors: str) -> Iterator[dict[str, Any]]:
     """The entries of one log; :class:`NoEntriesError` if it has lines but none is an entry."""
     filename = os.fspath(path)
-    loads = _loads
+    loads = loads_line
     good = False
     lines = iter_lines(filename, errors)
     for lineno, line in lines:
@@ -683,27 +679,6 @@ def _read_entries(path: Path, errors: str) -> Iterator[dict[str, Any]]:
         else:
             reason = f"not an entry: a JSON {type(entry).__name__}, not an object"
         raise MalformedLogError(filename, lineno, f"{reason}: {line[:80]!r}")
-
-
-def _loads(line: bytes) -> Any:
-    """``json.loads(line)``, the same values, faster: orjson where it gives them.
-
-    orjson refuses NaN and the infinities (which Mímir writes as ``NaN``,
-    ``Infinity``): such lines are read by :mod:`json`; so are those where orjson
-    gives a float of 2**63 or more at the top level, which may be an integer of more
-    than 64 bits that :mod:`json` reads exactly.
-    """
-    if _orjson_loads is not None:
-        try:
-            entry = _orjson_loads(line)
-        except ValueError:
-            return json.loads(line)
-        if type(entry) is dict:
-            for value in entry.values():
-                if type(value) is float and not -_INT63 < value < _INT63:
-                    return json.loads(line)
-        return entry
-    return json.loads(line)
 
 
 def _any_entry(lines: Iterator[tuple[int, bytes]]) -> bool:

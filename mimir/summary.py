@@ -17,14 +17,9 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
-from mimir.runs import Run, check_keys, default_x, load_runs
+from mimir.runs import Run, check_keys, default_x, is_number, load_runs
 
 __all__ = ["check_x", "format_json", "format_table", "summarize", "summarize_logs"]
-
-
-def _is_number(value: Any) -> bool:
-    """An int or a float, not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _stats(values: Sequence[Any]) -> dict[str, Any] | None:
@@ -35,7 +30,7 @@ def _stats(values: Sequence[Any]) -> dict[str, Any] | None:
         if values.typecode == "d" and not math.isfinite(sum(values)):  # a NaN or infinity
             ordered = array("d", (value for value in values if value == value))
     else:
-        numbers = [value for value in values if _is_number(value)]
+        numbers = [value for value in values if is_number(value)]
         ordered = [value for value in numbers if value == value]  # NaN is not ordered
     if not numbers:
         return None

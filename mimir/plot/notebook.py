@@ -37,7 +37,7 @@ class _ThreadWarnings:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.targets: dict[int, Callable[[str], Any]] = {}
+        self.targets: dict[threading.Thread, Callable[[str], Any]] = {}
         self.original: Any = None
 
     def add(self, thread: threading.Thread, target: Callable[[str], Any]) -> None:
@@ -45,19 +45,18 @@ class _ThreadWarnings:
             if not self.targets:
                 self.original = warnings.showwarning
                 warnings.showwarning = self.show
-            assert thread.ident is not None
-            self.targets[thread.ident] = target
+            self.targets[thread] = target
 
     def remove(self, thread: threading.Thread) -> None:
         with self.lock:
-            self.targets.pop(thread.ident or -1, None)
+            self.targets.pop(thread, None)
             if not self.targets and self.original is not None:
                 if warnings.showwarning == self.show:
                     warnings.showwarning = self.original
                 self.original = None
 
     def show(self, message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-        target = self.targets.get(threading.get_ident())
+        target = self.targets.get(threading.current_thread())
         if target is not None:
             target(f"{category.__name__}: {message}")
             return
@@ -193,8 +192,8 @@ class NotebookPlot:
             target=self._run, args=(resources,), name="mimir-notebook-plot", daemon=True
         )
         for thread in [*self._threads, self._thread]:
+            _thread_warnings.add(thread, self._say)  # before it runs: no warning goes astray
             thread.start()
-            _thread_warnings.add(thread, self._say)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the plot is shown: True once it is, False if ``timeout`` seconds pass first.
@@ -209,8 +208,6 @@ class NotebookPlot:
 
     def _show(self, resources: Any) -> None:
         """Import Bokeh, build the chart and show it in the outputs made by ``__init__``."""
-        while threading.get_ident() not in _thread_warnings.targets and not self._stop.is_set():
-            self._stop.wait(0.001)  # until its warnings go under the plot
         from bokeh.core.templates import AUTOLOAD_NB_JS
         from bokeh.embed.bundle import bundle_for_objs_and_resources
         from bokeh.embed.notebook import notebook_content
@@ -300,8 +297,6 @@ class NotebookPlot:
     def _receive(self, address: str, replay: str | None, run: str, options: dict[str, Any]) -> None:
         from mimir.stream import subscribe
 
-        while threading.get_ident() not in _thread_warnings.targets and not self._stop.is_set():
-            self._stop.wait(0.001)  # until its warnings go under the plot
         try:
             subscription = subscribe(address, replay, timeout=self.interval / 2, **options)
         except Exception as error:

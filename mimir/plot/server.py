@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import os
 import signal
 import socket
@@ -32,7 +31,7 @@ from typing import IO, Any
 from mimir.plot.chart import Chart, build_chart
 from mimir.plot.decimate import Line, import_numpy
 from mimir.plot.figure import entries_to_rows, import_bokeh
-from mimir.reader import DamagedLogError, iter_lines, open_regular_file
+from mimir.reader import DamagedLogError, iter_lines, loads_line, open_regular_file
 from mimir.runs import (
     NoEntriesError,
     UnknownKeyError,
@@ -77,16 +76,6 @@ _CHUNK_BYTES = 4 << 20  # bytes of a plain log read at a time
 
 #: Lines of a log read at a time: their numbers (blank lines included) and the lines.
 _Chunk = tuple[Sequence[int], list[bytes]]
-
-
-def _loads(line: bytes) -> Any:
-    """One line's JSON: orjson when it can (5x faster), :mod:`json` otherwise (NaN, big ints)."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(line)
-        except ValueError:
-            pass
-    return json.loads(line)
 
 
 class PointStore:
@@ -528,7 +517,7 @@ class FileFeed(_Feed):
             if not line.strip():
                 continue
             try:
-                entry = _loads(line)
+                entry = loads_line(line)
             except (ValueError, RecursionError) as error:
                 if self._first_bad is None:
                     self._first_bad = (lineno, line)
